@@ -1,0 +1,64 @@
+"""resumable-sse: Server-Sent Event streams that survive reloads and network drops.
+
+A background producer drains each session's generator into a store once; any number of
+clients read it from any ``Last-Event-ID`` and follow it live.
+"""
+
+from __future__ import annotations
+
+from ._consumer import Subscription
+from ._events import TerminalEvents
+from ._exceptions import (
+    EventIdAheadError,
+    HistoryTrimmedError,
+    InvalidEventIdError,
+    InvalidItemError,
+    InvalidSessionIdError,
+    LeaseLostError,
+    LimitExceededError,
+    ResumableSSEError,
+    SessionNotFoundError,
+    StaleEventIdError,
+    StoreFullError,
+    StoreUnavailableError,
+    StreamerClosedError,
+)
+from ._http import sse_response
+from ._ids import new_session_id
+from ._memory import MemoryStore
+from ._sources import Source
+from ._store import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
+from ._streamer import Streamer, StreamStatus
+from .factory import get_streamer
+
+__all__ = [
+    "Claim",
+    "Entry",
+    "EventIdAheadError",
+    "HistoryTrimmedError",
+    "InvalidEventIdError",
+    "InvalidItemError",
+    "InvalidSessionIdError",
+    "LeaseLostError",
+    "LimitExceededError",
+    "MemoryStore",
+    "Page",
+    "ResumableSSEError",
+    "SessionNotFoundError",
+    "Source",
+    "StaleEventIdError",
+    "StoreFullError",
+    "StoreUnavailableError",
+    "StoredEvent",
+    "StreamInfo",
+    "StreamState",
+    "StreamStatus",
+    "StreamStore",
+    "Streamer",
+    "StreamerClosedError",
+    "Subscription",
+    "TerminalEvents",
+    "get_streamer",
+    "new_session_id",
+    "sse_response",
+]

@@ -1,0 +1,146 @@
+"""Consumers: reading a stream from a position, then following it live until its end."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from typing_extensions import Self, final
+
+from ._exceptions import (
+    EventIdAheadError,
+    HistoryTrimmedError,
+    SessionNotFoundError,
+    StaleEventIdError,
+)
+from ._ids import EventId
+from ._store import StoredEvent, StreamInfo, StreamStore
+
+__all__ = ["Subscription"]
+
+
+@final
+class Subscription:
+    """One client's read of one stream: an async iterator of SSE-ready dicts.
+
+    Each item is ``{"id": ..., "event": ..., "data": ...}``, which sse-starlette's
+    ``EventSourceResponse`` sends as it is. Iteration ends after the stream's terminal
+    event. Positions are validated when the subscription opens, before any event is
+    yielded, so an HTTP layer can still answer with an error status.
+    """
+
+    __slots__ = (
+        "_after",
+        "_events",
+        "_index",
+        "_info",
+        "_opener",
+        "_page_size",
+        "_prefix",
+        "_session_id",
+        "_store",
+    )
+
+    def __init__(
+        self,
+        store: StreamStore,
+        session_id: str,
+        *,
+        page_size: int,
+        opener: Callable[[], Awaitable[EventId | None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._page_size = page_size
+        self._opener = opener
+        self._info: StreamInfo | None = None
+        self._events: Sequence[StoredEvent] = ()
+        self._index = 0
+        self._after = 0
+        self._prefix = ""
+
+    async def open(self, position: EventId | None) -> Self:
+        """Read the first page after ``position`` and check that the position is valid.
+
+        Raises:
+            SessionNotFoundError: there is no stream under this session id.
+            StaleEventIdError: ``position`` belongs to an earlier stream of this session.
+            EventIdAheadError: ``position`` is past the stream's last event.
+            HistoryTrimmedError: ``position`` is older than the retained history.
+        """
+        after = 0 if position is None else position.seq
+        page = await self._store.read(self._session_id, after, limit=self._page_size, wait=False)
+        if page is None:
+            raise SessionNotFoundError(f"no stream for session {self._session_id!r}")
+        info = page.info
+        if position is not None:
+            if position.incarnation != info.incarnation:
+                raise StaleEventIdError(
+                    f"event id {position} belongs to an earlier stream of this session"
+                )
+            if position.seq > info.last_seq:
+                raise EventIdAheadError(
+                    f"event id {position} is past the end of the stream ({info.last_seq} events)"
+                )
+            if position.seq < info.first_seq - 1:
+                raise HistoryTrimmedError(
+                    f"events after {position} are no longer retained "
+                    f"(oldest is {info.incarnation}-{info.first_seq})"
+                )
+        self._info = info
+        self._events = page.events
+        self._after = after
+        self._prefix = info.incarnation + "-"
+        return self
+
+    @property
+    def finished(self) -> bool:
+        """Whether every event, the terminal one included, has been yielded already."""
+        info = self._info
+        return (
+            info is not None
+            and self._index >= len(self._events)
+            and info.state.finished
+            and self._after >= info.last_seq
+        )
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the last event yielded (or of the position opened at), if any."""
+        return f"{self._prefix}{self._after}" if self._after else None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> dict[str, str]:
+        while True:
+            events = self._events
+            if self._index < len(events):
+                event = events[self._index]
+                self._index += 1
+                self._after = event.seq
+                return {
+                    "id": self._prefix + str(event.seq),
+                    "event": event.event,
+                    "data": event.data,
+                }
+            info = self._info
+            if info is None:
+                assert self._opener is not None, "Subscription used before open()"
+                await self.open(await self._opener())
+                continue
+            if info.state.finished and self._after >= info.last_seq:
+                raise StopAsyncIteration
+            page = await self._store.read(
+                self._session_id, self._after, limit=self._page_size, wait=True
+            )
+            if page is None or page.info.incarnation != info.incarnation:
+                raise SessionNotFoundError(
+                    f"the stream of session {self._session_id!r} was deleted or expired"
+                )
+            if page.events and page.events[0].seq != self._after + 1:
+                raise HistoryTrimmedError(
+                    f"events after {self.last_event_id} were trimmed before they were read"
+                )
+            self._info = page.info
+            self._events = page.events
+            self._index = 0

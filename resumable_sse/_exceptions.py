@@ -1,0 +1,116 @@
+"""The exceptions raised by resumable-sse.
+
+Every error the library raises on purpose derives from :class:`ResumableSSEError`,
+so ``except ResumableSSEError`` catches all of them::
+
+    ResumableSSEError
+    ├── InvalidEventIdError (ValueError)        HTTP 400: Last-Event-ID is not one of ours
+    │   ├── EventIdAheadError                   HTTP 400: the id is past the end of the stream
+    │   └── StaleEventIdError                   HTTP 400: the id belongs to an earlier stream
+    ├── InvalidSessionIdError (ValueError)      HTTP 400: empty, too long or odd characters
+    ├── InvalidItemError (ValueError)           an item the generator yielded cannot be sent
+    ├── SessionNotFoundError (LookupError)      HTTP 404: no stream under this session id
+    ├── HistoryTrimmedError                     HTTP 410: the position was dropped from the log
+    ├── LimitExceededError                      HTTP 413: a per-stream limit was reached
+    │   └── StoreFullError                      HTTP 503: the store holds its maximum of streams
+    ├── StoreUnavailableError                   HTTP 503: the backing store cannot be reached
+    ├── LeaseLostError                          a producer lost its claim on the stream
+    └── StreamerClosedError                     the streamer was closed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EventIdAheadError",
+    "HistoryTrimmedError",
+    "InvalidEventIdError",
+    "InvalidItemError",
+    "InvalidSessionIdError",
+    "LeaseLostError",
+    "LimitExceededError",
+    "ResumableSSEError",
+    "SessionNotFoundError",
+    "StaleEventIdError",
+    "StoreFullError",
+    "StoreUnavailableError",
+    "StreamerClosedError",
+]
+
+
+class ResumableSSEError(Exception):
+    """Base class of every error resumable-sse raises."""
+
+    #: A short, stable, machine-readable code, used in HTTP error bodies and error events.
+    code: str = "error"
+
+
+class InvalidEventIdError(ResumableSSEError, ValueError):
+    """A ``Last-Event-ID`` is malformed: it was not issued by this library."""
+
+    code = "invalid_event_id"
+
+
+class EventIdAheadError(InvalidEventIdError):
+    """A ``Last-Event-ID`` points past the last event of the stream."""
+
+    code = "event_id_ahead"
+
+
+class StaleEventIdError(InvalidEventIdError):
+    """A ``Last-Event-ID`` belongs to an earlier stream under the same session id."""
+
+    code = "stale_event_id"
+
+
+class InvalidSessionIdError(ResumableSSEError, ValueError):
+    """A session id is empty, too long, or has characters outside the allowed set."""
+
+    code = "invalid_session_id"
+
+
+class InvalidItemError(ResumableSSEError, ValueError):
+    """The generator yielded an item that cannot be encoded as a Server-Sent Event."""
+
+    code = "invalid_item"
+
+
+class SessionNotFoundError(ResumableSSEError, LookupError):
+    """No stream exists under this session id (never started, expired or deleted)."""
+
+    code = "session_not_found"
+
+
+class HistoryTrimmedError(ResumableSSEError):
+    """The requested position is older than the history the store still retains."""
+
+    code = "history_trimmed"
+
+
+class LimitExceededError(ResumableSSEError):
+    """A configured per-stream limit (events, bytes, event size) was reached."""
+
+    code = "limit_exceeded"
+
+
+class StoreFullError(LimitExceededError):
+    """The store already holds its maximum number of running streams."""
+
+    code = "store_full"
+
+
+class StoreUnavailableError(ResumableSSEError):
+    """The backing store could not be reached or failed to answer."""
+
+    code = "store_unavailable"
+
+
+class LeaseLostError(ResumableSSEError):
+    """A producer's claim on a stream is no longer valid; it must stop appending."""
+
+    code = "lease_lost"
+
+
+class StreamerClosedError(ResumableSSEError):
+    """The streamer has been closed and takes no new work."""
+
+    code = "streamer_closed"

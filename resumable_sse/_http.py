@@ -1,0 +1,129 @@
+"""HTTP integration for Starlette and FastAPI, on top of sse-starlette.
+
+``sse_response`` opens the subscription *before* the response starts, so every problem
+becomes a proper status code with a short JSON body instead of a 200 that dies with a
+traceback. Once streaming, trouble ends the response cleanly: a store outage just closes
+it (the client reconnects with ``Last-Event-ID``), anything else sends a final ``error``
+event first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+from sse_starlette import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ._consumer import Subscription
+from ._exceptions import (
+    HistoryTrimmedError,
+    InvalidEventIdError,
+    InvalidSessionIdError,
+    LimitExceededError,
+    ResumableSSEError,
+    SessionNotFoundError,
+    StoreFullError,
+    StoreUnavailableError,
+    StreamerClosedError,
+)
+from ._sources import Source
+from ._streamer import Streamer
+
+__all__ = ["error_response", "last_event_id", "sse_response"]
+
+logger = logging.getLogger("resumable_sse")
+
+#: Headers that keep proxies from buffering or transforming the stream.
+STREAM_HEADERS = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"}
+
+_STATUS: tuple[tuple[type[ResumableSSEError], int], ...] = (
+    (InvalidEventIdError, 400),
+    (InvalidSessionIdError, 400),
+    (SessionNotFoundError, 404),
+    (HistoryTrimmedError, 410),
+    (StoreFullError, 503),
+    (LimitExceededError, 413),
+    (StoreUnavailableError, 503),
+    (StreamerClosedError, 503),
+)
+
+
+def error_response(exc: ResumableSSEError) -> JSONResponse:
+    """Map a library error to a JSON response: ``{"error": code, "message": ...}``.
+
+    400 bad event or session id, 404 unknown session, 410 history trimmed, 413 limit
+    exceeded, 503 store unavailable or full (with ``Retry-After``), else 500.
+    """
+    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"error": exc.code, "message": str(exc)}, status, headers=headers)
+
+
+def last_event_id(request: Request) -> str | None:
+    """The resume position a request asks for.
+
+    The ``Last-Event-ID`` header wins (a browser's ``EventSource`` sends it on its own
+    reconnects); else the ``last_event_id`` query parameter, which a reloaded page
+    uses because it starts without the header.
+    """
+    return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+
+
+async def sse_response(
+    streamer: Streamer,
+    request: Request,
+    session_id: str,
+    generator: Source | None = None,
+    *,
+    ping: float = 15.0,
+    retry: int | None = 1000,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Answer a request with the session's stream, resuming where the client left off.
+
+    Args:
+        streamer: The streamer that owns the session.
+        request: The incoming request; its ``Last-Event-ID`` header or ``last_event_id``
+            query parameter is the resume position.
+        session_id: The stream to serve.
+        generator: The content, if this request may start the stream; ``None`` to only
+            resume (404 for an unknown session).
+        ping: Seconds between keep-alive comments (0 disables them).
+        retry: Reconnection delay, in milliseconds, advised to the client.
+        headers: Extra response headers.
+
+    Returns:
+        An ``EventSourceResponse``; 204 if the client already has every event (which
+        also tells a browser's ``EventSource`` to stop reconnecting); or a JSON error
+        (see :func:`error_response`).
+    """
+    try:
+        subscription = await streamer.open(session_id, generator, last_event_id(request))
+    except ResumableSSEError as exc:
+        return error_response(exc)
+    if subscription.finished:
+        return Response(status_code=204)
+    return EventSourceResponse(
+        _events(subscription, retry, streamer.terminal_events.error),
+        ping=ping,
+        headers={**STREAM_HEADERS, **(headers or {})},
+    )
+
+
+async def _events(
+    subscription: Subscription, retry: int | None, error_event: str
+) -> AsyncIterator[Mapping[str, object]]:
+    if retry is not None:
+        yield {"retry": retry}
+    try:
+        async for event in subscription:
+            yield event
+    except StoreUnavailableError as exc:
+        # Closing without a terminal event makes the client reconnect and resume.
+        logger.warning("closing a stream: %s", exc)
+    except ResumableSSEError as exc:
+        data = json.dumps({"code": exc.code, "message": str(exc)}, separators=(",", ":"))
+        yield {"event": error_event, "data": data}

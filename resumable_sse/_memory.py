@@ -1,0 +1,223 @@
+"""The in-memory store: the embedded default, and a fast store for tests.
+
+Each stream keeps its events in a Python list indexed by sequence number, so an append
+is O(1) and seeking to any position is O(1). Readers waiting for new events park on an
+``anyio.Event`` that the next append or finish sets; nothing polls.
+
+Finished streams are remembered in a queue ordered by finish time. Expired streams are
+dropped from its front whenever a stream is claimed or looked up, so memory stays
+bounded by the streams finished within the retention time (and by ``max_streams``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import anyio
+from typing_extensions import final
+
+from ._exceptions import LeaseLostError, StoreFullError
+from ._ids import new_incarnation
+from ._store import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
+
+__all__ = ["MemoryStore"]
+
+DEFAULT_RETENTION = 600.0
+DEFAULT_MAX_STREAMS = 10_000
+
+
+class _Stream:
+    __slots__ = (
+        "cancel",
+        "changed",
+        "created_at",
+        "events",
+        "expires_at",
+        "incarnation",
+        "state",
+        "token",
+        "updated_at",
+    )
+
+    def __init__(self, incarnation: str, token: int, now: float) -> None:
+        self.incarnation = incarnation
+        self.token = token
+        self.state = StreamState.RUNNING
+        self.events: list[StoredEvent] = []
+        self.created_at = now
+        self.updated_at = now
+        self.expires_at: float | None = None
+        self.cancel = anyio.Event()
+        # Created on demand by the first waiting reader, set and dropped by the next
+        # write: a producer with no one waiting pays nothing for it.
+        self.changed: anyio.Event | None = None
+
+    def wake(self) -> None:
+        if self.changed is not None:
+            self.changed.set()
+            self.changed = None
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(
+            incarnation=self.incarnation,
+            state=self.state,
+            first_seq=1,
+            last_seq=len(self.events),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            cancel_requested=self.cancel.is_set(),
+        )
+
+
+@final
+class MemoryStore(StreamStore):
+    """Keeps streams in this process's memory.
+
+    Args:
+        retention: Seconds a finished stream stays readable (default 600).
+        max_streams: Streams held at once (default 10,000). When full, the stream that
+            finished longest ago is dropped early to make room; if every stream is still
+            running, :meth:`claim` raises :class:`~resumable_sse.StoreFullError`.
+        clock: Monotonic clock used for expiry (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        retention: float = DEFAULT_RETENTION,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if retention < 0:
+            raise ValueError("retention must be >= 0")
+        if max_streams < 1:
+            raise ValueError("max_streams must be >= 1")
+        self.retention = retention
+        self.max_streams = max_streams
+        self._clock = clock
+        self._streams: dict[str, _Stream] = {}
+        self._finished: deque[tuple[float, str, _Stream]] = deque()
+        self._tokens = itertools.count(1)
+
+    def __len__(self) -> int:
+        """The number of streams held, running or retained."""
+        self._expire()
+        return len(self._streams)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        finished = self._finished
+        while finished and finished[0][0] <= now:
+            self._evict_oldest_finished()
+
+    def _evict_oldest_finished(self) -> None:
+        _, session_id, stream = self._finished.popleft()
+        if self._streams.get(session_id) is stream:
+            del self._streams[session_id]
+            stream.wake()
+
+    def _get(self, session_id: str) -> _Stream | None:
+        stream = self._streams.get(session_id)
+        if (
+            stream is not None
+            and stream.expires_at is not None
+            and stream.expires_at <= self._clock()
+        ):
+            self._expire()
+            return None
+        return stream
+
+    def _owned(self, session_id: str, claim: Claim) -> _Stream:
+        stream = self._get(session_id)
+        if stream is None or stream.token != claim.token:
+            raise LeaseLostError(f"stream {session_id!r} is no longer owned by this producer")
+        return stream
+
+    async def claim(self, session_id: str) -> Claim | None:
+        self._expire()
+        if self._get(session_id) is not None:
+            return None
+        while len(self._streams) >= self.max_streams:
+            if not self._finished:
+                raise StoreFullError(f"the store holds {self.max_streams} running streams")
+            self._evict_oldest_finished()
+        token = next(self._tokens)
+        stream = _Stream(new_incarnation(), token, time.time())
+        self._streams[session_id] = stream
+        return Claim(stream.incarnation, token)
+
+    async def append(
+        self, session_id: str, claim: Claim, entries: Sequence[Entry], *, first_seq: int
+    ) -> None:
+        stream = self._owned(session_id, claim)
+        events = stream.events
+        last = len(events)
+        if last == first_seq - 1 + len(entries) and not stream.state.finished:
+            return  # a retry of a batch that landed
+        if last != first_seq - 1 or stream.state.finished:
+            raise LeaseLostError(f"stream {session_id!r} ends at {last}, not {first_seq - 1}")
+        seq = last
+        for entry in entries:
+            seq += 1
+            events.append(StoredEvent(seq, entry.event, entry.data))
+        stream.updated_at = time.time()
+        stream.wake()
+
+    async def finish(
+        self, session_id: str, claim: Claim, state: StreamState, entry: Entry, *, seq: int
+    ) -> None:
+        if not state.finished:
+            raise ValueError("finish() needs a final state")
+        stream = self._owned(session_id, claim)
+        if stream.state is state and len(stream.events) == seq:
+            return  # a retry of a finish that landed
+        if stream.state.finished or len(stream.events) != seq - 1:
+            raise LeaseLostError(f"stream {session_id!r} cannot end at {seq}")
+        stream.events.append(StoredEvent(seq, entry.event, entry.data))
+        stream.state = state
+        stream.updated_at = time.time()
+        stream.expires_at = self._clock() + self.retention
+        self._finished.append((stream.expires_at, session_id, stream))
+        stream.wake()
+
+    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+        stream = self._get(session_id)
+        if stream is None:
+            return None
+        after = max(after, 0)
+        if wait and len(stream.events) <= after and not stream.state.finished:
+            if stream.changed is None:
+                stream.changed = anyio.Event()
+            await stream.changed.wait()
+            stream = self._get(session_id)
+            if stream is None:
+                return None
+        return Page(stream.info(), stream.events[after : after + limit])
+
+    async def info(self, session_id: str) -> StreamInfo | None:
+        stream = self._get(session_id)
+        return None if stream is None else stream.info()
+
+    async def request_cancel(self, session_id: str) -> bool:
+        stream = self._get(session_id)
+        if stream is None or stream.state.finished:
+            return False
+        stream.cancel.set()
+        return True
+
+    async def wait_cancel(self, session_id: str, claim: Claim) -> None:
+        stream = self._streams.get(session_id)
+        if stream is None or stream.token != claim.token:
+            return
+        await stream.cancel.wait()
+
+    async def delete(self, session_id: str) -> bool:
+        if self._get(session_id) is None:
+            return False
+        stream = self._streams.pop(session_id)
+        stream.cancel.set()
+        stream.wake()
+        return True

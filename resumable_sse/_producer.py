@@ -1,0 +1,281 @@
+"""The producer: drains one generator into the store, in the background.
+
+Two tasks cooperate. The *reader* pulls items from the generator, encodes them and
+queues them; the *writer* appends whatever has queued up since its previous write in
+one batch (group commit), so a store with a network round trip pays one round trip per
+batch, not per token, and a slow store never slows the generator below its own pace
+until ``max_pending`` items wait (then the reader pauses: backpressure).
+
+The stream always ends with a terminal event stored in the log: ``end`` when the
+generator is exhausted, ``error`` when it raises (or a limit or the store fails), and
+``cancelled`` when a cancel was requested or the streamer shuts down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+from typing_extensions import final
+
+from ._events import TerminalEvents, encode_item
+from ._exceptions import (
+    InvalidItemError,
+    LeaseLostError,
+    LimitExceededError,
+    ResumableSSEError,
+    StoreUnavailableError,
+)
+from ._sources import Source, close_iterator, open_source
+from ._store import Claim, Entry, StreamState, StreamStore
+
+__all__ = ["Producer", "Settings"]
+
+logger = logging.getLogger("resumable_sse")
+
+_DEFAULT_ERROR_MESSAGE = "The stream failed before it was complete."
+
+
+def _default_error_message(exc: BaseException) -> str:
+    return _DEFAULT_ERROR_MESSAGE
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How producers behave; built by :class:`~resumable_sse.Streamer` from its arguments."""
+
+    terminal: TerminalEvents = field(default_factory=TerminalEvents)
+    event: str = "message"
+    max_events: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_event_bytes: int = 1024 * 1024
+    max_pending: int = 1024
+    store_retry_deadline: float = 30.0
+    close_timeout: float = 5.0
+    error_message: Callable[[BaseException], str] = _default_error_message
+
+
+def _error_data(code: str, message: str) -> str:
+    return json.dumps({"code": code, "message": message}, separators=(",", ":"))
+
+
+@final
+class Producer:
+    """Runs one stream's generator to completion and records its outcome."""
+
+    def __init__(
+        self,
+        store: StreamStore,
+        session_id: str,
+        claim: Claim,
+        source: Source,
+        settings: Settings,
+    ) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._claim = claim
+        self._source = source
+        self._settings = settings
+        self._scope = anyio.CancelScope()
+        self._stop_reason: str | None = None
+        self._failure: ResumableSSEError | None = None
+        self._pending: list[Entry] = []
+        self._next_seq = 1
+        self._reading_done = False
+        self._writer_idle: anyio.Event | None = None
+        self._space: anyio.Event | None = None
+
+    def stop(self, reason: str) -> None:
+        """Stop the generator; the stream ends with the ``cancelled`` event.
+
+        ``reason`` is stored in the event's data (``cancelled`` or ``shutdown``).
+        """
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._scope.cancel()
+
+    def _fail(self, error: ResumableSSEError) -> None:
+        if self._failure is None:
+            self._failure = error
+        self._scope.cancel()
+
+    async def run(self) -> None:
+        """Drain the generator, then store the terminal event. Never raises."""
+        try:
+            async with anyio.create_task_group() as watchers:
+                watchers.start_soon(self._watch_cancel)
+                if self._store.renew_interval is not None:
+                    watchers.start_soon(self._keep_lease, self._store.renew_interval)
+                async with anyio.create_task_group() as io:
+                    io.start_soon(self._write_loop)
+                    state, entry = await self._read_all()
+                    self._reading_done = True
+                    self._wake_writer()
+                if self._failure is not None:  # the writer failed after reading ended
+                    state, entry = self._outcome_of_failure(self._failure)
+                await self._finish(state, entry)
+                watchers.cancel_scope.cancel()
+        except Exception:  # a bug or a store fault: never let it reach the task group
+            logger.exception("producer for session %r failed", self._session_id)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _read_all(self) -> tuple[StreamState, Entry]:
+        settings = self._settings
+        terminal = settings.terminal
+        iterator: AsyncIterator[object] | None = None
+        count = 0
+        total = 0
+        try:
+            with self._scope:
+                iterator = await open_source(self._source)
+                async for item in iterator:
+                    entry, size = encode_item(item, settings.event, terminal)
+                    count += 1
+                    total += size
+                    if size > settings.max_event_bytes:
+                        raise LimitExceededError(
+                            f"an event of {size} bytes exceeds max_event_bytes"
+                            f" ({settings.max_event_bytes})"
+                        )
+                    if count > settings.max_events:
+                        raise LimitExceededError(
+                            f"the stream exceeds max_events ({settings.max_events})"
+                        )
+                    if total > settings.max_bytes:
+                        raise LimitExceededError(
+                            f"the stream exceeds max_bytes ({settings.max_bytes})"
+                        )
+                    self._pending.append(entry)
+                    if self._writer_idle is not None:
+                        self._wake_writer()
+                    if len(self._pending) >= settings.max_pending:
+                        self._space = anyio.Event()
+                        await self._space.wait()
+        except (LimitExceededError, InvalidItemError) as exc:
+            logger.warning("stream %r stopped: %s", self._session_id, exc)
+            return StreamState.ERROR, Entry(terminal.error, _error_data(exc.code, str(exc)))
+        except Exception as exc:
+            logger.exception("generator of stream %r raised", self._session_id)
+            message = settings.error_message(exc)
+            return StreamState.ERROR, Entry(
+                terminal.error, _error_data("generator_failed", message)
+            )
+        finally:
+            if iterator is not None:
+                await self._close(iterator)
+        if self._failure is not None:
+            return self._outcome_of_failure(self._failure)
+        if self._scope.cancel_called:
+            reason = self._stop_reason or "cancelled"
+            data = json.dumps({"reason": reason}, separators=(",", ":"))
+            return StreamState.CANCELLED, Entry(terminal.cancelled, data)
+        return StreamState.DONE, Entry(terminal.end, "")
+
+    def _outcome_of_failure(self, error: ResumableSSEError) -> tuple[StreamState, Entry]:
+        return StreamState.ERROR, Entry(
+            self._settings.terminal.error, _error_data(error.code, str(error))
+        )
+
+    async def _close(self, iterator: AsyncIterator[object]) -> None:
+        with anyio.move_on_after(self._settings.close_timeout, shield=True) as scope:
+            try:
+                await close_iterator(iterator)
+            except Exception:
+                logger.exception("closing the generator of stream %r raised", self._session_id)
+        if scope.cancelled_caught:
+            logger.warning("generator of stream %r did not close in time", self._session_id)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _wake_writer(self) -> None:
+        if self._writer_idle is not None:
+            self._writer_idle.set()
+            self._writer_idle = None
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._reading_done:
+                    return
+                self._writer_idle = anyio.Event()
+                await self._writer_idle.wait()
+                continue
+            batch, self._pending = self._pending, []
+            if self._space is not None:
+                self._space.set()
+                self._space = None
+            try:
+                await self._with_retry(self._append, batch)
+            except ResumableSSEError as exc:
+                logger.error("stream %r: writing to the store failed: %s", self._session_id, exc)
+                self._fail(exc)
+                return
+
+    async def _append(self, batch: Sequence[Entry]) -> None:
+        first = self._next_seq
+        await self._store.append(self._session_id, self._claim, batch, first_seq=first)
+        self._next_seq = first + len(batch)
+
+    async def _finish(self, state: StreamState, entry: Entry) -> None:
+        if isinstance(self._failure, LeaseLostError):
+            return  # another producer owns the stream now; it must not be touched
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._with_retry(self._store_terminal, state, entry)
+            except LeaseLostError:
+                logger.info("stream %r was deleted or taken over before it ended", self._session_id)
+            except ResumableSSEError as exc:
+                logger.error("stream %r: storing its end failed: %s", self._session_id, exc)
+
+    async def _store_terminal(self, state: StreamState, entry: Entry) -> None:
+        await self._store.finish(self._session_id, self._claim, state, entry, seq=self._next_seq)
+
+    async def _with_retry(self, write: Callable[..., Awaitable[None]], *args: object) -> None:
+        """Retry a write while the store is unreachable, up to ``store_retry_deadline``.
+
+        Writes carry the sequence number they start at, so a retried write that had in
+        fact landed is recognised by the store and not applied twice.
+        """
+        deadline = anyio.current_time() + self._settings.store_retry_deadline
+        delay = 0.05
+        while True:
+            try:
+                await write(*args)
+                return
+            except StoreUnavailableError:
+                remaining = deadline - anyio.current_time()
+                if remaining <= 0:
+                    raise
+                logger.warning("stream %r: store unavailable, retrying", self._session_id)
+                await anyio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 2.0)
+
+    # -- watching ----------------------------------------------------------------------
+
+    async def _watch_cancel(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._store.wait_cancel(self._session_id, self._claim)
+            except StoreUnavailableError:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.stop("cancelled")
+            return
+
+    async def _keep_lease(self, interval: float) -> None:
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self._store.renew(self._session_id, self._claim)
+            except StoreUnavailableError:
+                continue
+            except LeaseLostError as exc:
+                self._fail(exc)
+                return

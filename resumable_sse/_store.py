@@ -1,0 +1,222 @@
+"""The :class:`StreamStore` contract: what a storage backend must provide.
+
+A store keeps, per session id, one *stream*: an append-only log of events numbered
+1, 2, 3, ... plus a little state. Exactly one producer appends to a stream; any number
+of consumers read it. The streamer relies on these guarantees, and the contract test
+suite (``tests/contract``) checks them for every store:
+
+* **Ordering.** Sequence numbers are assigned by the store, start at 1 for every new
+  stream, and increase by exactly 1 per event, with no gaps.
+* **Atomic batches.** ``append`` writes all entries of a batch or none; a reader never
+  sees part of a batch.
+* **One producer.** ``claim`` succeeds for exactly one caller while a stream exists
+  (running or finished and not yet expired). The returned :class:`Claim` fences
+  writes: once a stream is finished, deleted or re-claimed, appends with an old claim
+  raise :class:`~resumable_sse.LeaseLostError` and change nothing.
+* **Terminal state.** ``finish`` appends one last event and sets the final state in
+  one atomic step; nothing can be appended after it.
+* **Waiting without polling.** ``read(..., wait=True)`` returns as soon as an event
+  after ``after`` exists or the stream is finished or deleted. It may return early with
+  no events (a timeout of the backend); callers simply read again.
+* **Expiry.** A finished stream is kept for the store's retention time, then it is
+  gone as if deleted. A running stream never expires while its producer is alive.
+
+All methods may raise :class:`~resumable_sse.StoreUnavailableError` when the backend
+cannot be reached; no other exception escapes a store for backend trouble.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from typing_extensions import Self, final
+
+__all__ = ["Claim", "Entry", "Page", "StoredEvent", "StreamInfo", "StreamState", "StreamStore"]
+
+
+class StreamState(str, enum.Enum):
+    """The lifecycle of a stream: ``running``, then one of the three final states."""
+
+    RUNNING = "running"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the stream has ended (its last event is a terminal event)."""
+        return self is not StreamState.RUNNING
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An event to append: its SSE event name and its data, before it has a number."""
+
+    event: str
+    data: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event in the log, with the sequence number the store gave it."""
+
+    seq: int
+    event: str
+    data: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Proof that the holder is the stream's one producer.
+
+    ``incarnation`` names the stream (it changes when a session id is reused);
+    ``token`` is a fencing token that the store checks on every write.
+    """
+
+    incarnation: str
+    token: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A snapshot of one stream's state.
+
+    ``first_seq`` is the oldest event still retained (1 unless the store trims), and
+    ``last_seq`` the newest (0 while empty). Times are Unix timestamps in seconds.
+    """
+
+    incarnation: str
+    state: StreamState
+    first_seq: int
+    last_seq: int
+    created_at: float
+    updated_at: float
+    cancel_requested: bool
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The result of a read: the stream's state and the events after the position read."""
+
+    info: StreamInfo
+    events: Sequence[StoredEvent]
+
+
+class StreamStore(ABC):
+    """Where streams live. Subclass it to add a backend; see the module docstring.
+
+    Session ids reaching a store have been validated by the streamer (1 to 128
+    characters from ``A-Z a-z 0-9 _ . : @ -``).
+    """
+
+    #: How often (seconds) a producer must call :meth:`renew`, or ``None`` if the store
+    #: does not use leases (it notices producer death some other way, or cannot).
+    renew_interval: float | None = None
+
+    @abstractmethod
+    async def claim(self, session_id: str) -> Claim | None:
+        """Create a new running stream and make the caller its producer.
+
+        Returns:
+            A claim if no stream existed (or it had expired), else ``None``: the stream
+            has a producer already, or has finished and is still retained.
+
+        Raises:
+            StoreFullError: the store cannot take another stream.
+        """
+
+    @abstractmethod
+    async def append(
+        self, session_id: str, claim: Claim, entries: Sequence[Entry], *, first_seq: int
+    ) -> None:
+        """Append a non-empty batch of events atomically, in order.
+
+        ``first_seq`` is the sequence number the first entry gets; the producer knows it
+        because it is the only writer. If the log already ends at ``first_seq - 1 +
+        len(entries)``, the batch is a retry of a write that landed (its reply was lost)
+        and the store changes nothing: retried writes are never applied twice.
+
+        Raises:
+            LeaseLostError: ``claim`` is no longer the stream's producer, or the stream
+                is finished or gone, or its log does not end where ``first_seq`` says.
+                Nothing was written.
+        """
+
+    @abstractmethod
+    async def finish(
+        self, session_id: str, claim: Claim, state: StreamState, entry: Entry, *, seq: int
+    ) -> None:
+        """Append the terminal event as number ``seq`` and set the final ``state``, atomically.
+
+        The retention clock starts now. Consumers waiting in :meth:`read` wake up. A
+        retry of a finish that landed (same ``seq``, stream already in ``state``) is a
+        no-op.
+
+        Raises:
+            LeaseLostError: as for :meth:`append`.
+        """
+
+    @abstractmethod
+    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+        """Read up to ``limit`` events with a sequence number greater than ``after``.
+
+        With ``wait=True`` and nothing to return yet, block until an event arrives, the
+        stream finishes, or it is deleted; the store may also return an empty page
+        after a backend-specific timeout. Events before ``info.first_seq`` are not
+        returned (the caller compares ``after`` with ``first_seq`` to detect trimming).
+
+        Returns:
+            The page, or ``None`` if no stream exists under ``session_id``.
+        """
+
+    @abstractmethod
+    async def info(self, session_id: str) -> StreamInfo | None:
+        """Return the stream's state, or ``None`` if there is no stream."""
+
+    @abstractmethod
+    async def request_cancel(self, session_id: str) -> bool:
+        """Ask the stream's producer, wherever it runs, to stop.
+
+        Returns:
+            ``True`` if the stream is running (its producer will be told), ``False`` if
+            it has already finished or does not exist.
+        """
+
+    @abstractmethod
+    async def wait_cancel(self, session_id: str, claim: Claim) -> None:
+        """Return once cancellation of the stream has been requested (or it was deleted).
+
+        Producers run this beside their generator; it may block forever.
+        """
+
+    async def renew(self, session_id: str, claim: Claim) -> None:  # noqa: B027
+        """Extend the producer's lease (stores with a ``renew_interval``).
+
+        Raises:
+            LeaseLostError: the claim is no longer valid.
+        """
+
+    @abstractmethod
+    async def delete(self, session_id: str) -> bool:
+        """Remove a stream and all its events; waiting readers wake and see it gone.
+
+        Returns:
+            Whether a stream existed.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release the store's resources. The default does nothing."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,382 @@
+"""The :class:`Streamer`: starts producers, hands out subscriptions, owns the background work."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+import anyio
+from anyio.abc import TaskGroup
+from typing_extensions import Self, final
+
+from ._consumer import Subscription
+from ._events import TerminalEvents, check_event_name
+from ._exceptions import SessionNotFoundError, StreamerClosedError
+from ._ids import EventId, parse_last_event_id, validate_session_id
+from ._memory import MemoryStore
+from ._producer import Producer, Settings
+from ._sources import Source, close_unused
+from ._store import StreamState, StreamStore
+
+__all__ = ["StreamStatus", "Streamer"]
+
+logger = logging.getLogger("resumable_sse")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """What :meth:`Streamer.status` reports about one stream.
+
+    ``events`` counts the stored events, the terminal event included; times are Unix
+    timestamps in seconds.
+    """
+
+    session_id: str
+    state: StreamState
+    events: int
+    created_at: float
+    updated_at: float
+    last_event_id: str | None
+    cancel_requested: bool
+
+
+@final
+class Streamer:
+    """Runs each session's generator once, in the background, and streams it to any client.
+
+    Background producers are owned by the streamer. Use it as ``async with streamer:``
+    (in an app's lifespan, say) for fully structured shutdown; without that, the first
+    call starts a host task on the running event loop (asyncio or trio), and
+    :meth:`aclose` stops it. Closing ends every running stream with a ``cancelled``
+    event whose data is ``{"reason": "shutdown"}``.
+
+    Args:
+        store: Where streams live; a fresh :class:`~resumable_sse.MemoryStore` by default.
+        event: SSE event name for plain items (default ``"message"``).
+        terminal_events: Names of the ``end``, ``error`` and ``cancelled`` events.
+        max_events: Events one stream may hold (default 100,000).
+        max_bytes: UTF-8 bytes of data one stream may hold (default 64 MiB).
+        max_event_bytes: UTF-8 bytes of data one event may hold (default 1 MiB).
+        error_message: Turns a generator's exception into the message sent to clients;
+            by default a fixed, safe sentence (the traceback goes to the log).
+        page_size: Events a consumer reads from the store at a time (default 512).
+        shutdown_timeout: Seconds :meth:`aclose` waits for streams to store their
+            terminal event before cancelling them outright (default 5).
+
+    When a stream reaches a limit, its generator is closed and the stream ends with an
+    ``error`` event whose code is ``limit_exceeded``; everything stored stays readable.
+    """
+
+    def __init__(
+        self,
+        store: StreamStore | None = None,
+        *,
+        event: str = "message",
+        terminal_events: TerminalEvents | None = None,
+        max_events: int = 100_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_event_bytes: int = 1024 * 1024,
+        error_message: Callable[[BaseException], str] | None = None,
+        page_size: int = 512,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        terminal = terminal_events or TerminalEvents()
+        if check_event_name(event) in terminal:
+            raise ValueError(f"event name {event!r} is reserved for the end of the stream")
+        if min(max_events, max_bytes, max_event_bytes, page_size) < 1:
+            raise ValueError("limits and page_size must be positive")
+        self.store: StreamStore = store if store is not None else MemoryStore()
+        settings = Settings(
+            terminal=terminal,
+            event=event,
+            max_events=max_events,
+            max_bytes=max_bytes,
+            max_event_bytes=max_event_bytes,
+        )
+        if error_message is not None:
+            settings = dataclasses.replace(settings, error_message=error_message)
+        self._settings = settings
+        self._page_size = page_size
+        self._shutdown_timeout = shutdown_timeout
+        self._producers: dict[str, Producer] = {}
+        self._tg: TaskGroup | None = None
+        self._closed = False
+        self._host_ready: anyio.Event | None = None
+        self._host_stop: anyio.Event | None = None
+        self._host_done: anyio.Event | None = None
+        self._host_task: object = None  # a strong reference, so asyncio keeps the task alive
+        self._idle: anyio.Event | None = None
+
+    @property
+    def terminal_events(self) -> TerminalEvents:
+        """The names of the events that end a stream."""
+        return self._settings.terminal
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._tg is not None or self._closed:
+            raise RuntimeError("the streamer is already running or closed")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg = self._tg
+        assert tg is not None
+        self._closed = True
+        await self._drain_producers()
+        self._tg = None
+        await tg.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Stop taking work, end running streams with ``cancelled``, and stop the host task.
+
+        Idempotent. With ``async with streamer:`` leaving the block does this.
+        """
+        if self._closed:
+            if self._host_done is not None:
+                await self._host_done.wait()
+            return
+        self._closed = True
+        if self._host_stop is not None and self._host_done is not None:
+            self._host_stop.set()
+            await self._host_done.wait()
+
+    async def _drain_producers(self) -> None:
+        for producer in list(self._producers.values()):
+            producer.stop("shutdown")
+        if self._producers:
+            self._idle = anyio.Event()
+            with anyio.move_on_after(self._shutdown_timeout):
+                await self._idle.wait()
+            if self._producers and self._tg is not None:
+                logger.warning("%d streams did not end in time; cancelling", len(self._producers))
+                self._tg.cancel_scope.cancel()
+
+    async def _task_group(self) -> TaskGroup:
+        if self._closed:
+            raise StreamerClosedError("the streamer is closed")
+        if self._tg is not None:
+            return self._tg
+        if self._host_ready is None:
+            self._host_ready = anyio.Event()
+            self._host_stop = anyio.Event()
+            self._host_done = anyio.Event()
+            self._spawn_host()
+        await self._host_ready.wait()
+        if self._tg is None:
+            raise StreamerClosedError("the streamer is closed")
+        return self._tg
+
+    def _spawn_host(self) -> None:
+        try:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._host_task = loop.create_task(self._host(), name="resumable-sse host")
+            return
+        trio = sys.modules.get("trio")
+        if trio is None:
+            raise RuntimeError("no running asyncio or trio event loop")
+        trio.lowlevel.spawn_system_task(self._host, name="resumable-sse host")
+
+    async def _host(self) -> None:
+        assert self._host_ready is not None
+        assert self._host_stop is not None
+        assert self._host_done is not None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._host_ready.set()
+                await self._host_stop.wait()
+                await self._drain_producers()
+                self._tg = None
+        except BaseException:  # the loop is shutting down and cancelled us
+            logger.debug("streamer host task ended", exc_info=True)
+            raise
+        finally:
+            self._tg = None
+            self._host_ready.set()
+            self._host_done.set()
+
+    # -- producing ----------------------------------------------------------------------
+
+    async def start(self, session_id: str, generator: Source) -> bool:
+        """Start the session's stream in the background, unless it exists already.
+
+        Args:
+            session_id: The stream's name (1-128 chars of ``A-Z a-z 0-9 _ . : @ -``).
+            generator: An async or sync iterable of items, or a zero-argument callable
+                returning one. If the stream exists, a generator is closed without being
+                iterated and a callable is never called.
+
+        Returns:
+            ``True`` if this call started the stream, ``False`` if it already existed.
+
+        Raises:
+            InvalidSessionIdError: the session id is not allowed.
+            StoreFullError: the store holds its maximum number of streams.
+            StoreUnavailableError: the store cannot be reached.
+            StreamerClosedError: the streamer is closed.
+        """
+        try:
+            validate_session_id(session_id)
+            tg = await self._task_group()
+            claim = await self.store.claim(session_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await close_unused(generator)
+            raise
+        if claim is None:
+            await close_unused(generator)
+            return False
+        producer = Producer(self.store, session_id, claim, generator, self._settings)
+        self._producers[session_id] = producer
+        tg.start_soon(self._run_producer, session_id, producer, name=f"producer {session_id}")
+        return True
+
+    async def _run_producer(self, session_id: str, producer: Producer) -> None:
+        try:
+            await producer.run()
+        finally:
+            if self._producers.get(session_id) is producer:
+                del self._producers[session_id]
+            if not self._producers and self._idle is not None:
+                self._idle.set()
+
+    # -- consuming ----------------------------------------------------------------------
+
+    async def open(
+        self, session_id: str, generator: Source | None = None, last_id: str | None = None
+    ) -> Subscription:
+        """Start the stream if needed and open a subscription at ``last_id``, eagerly.
+
+        Everything that can fail is checked before this returns, so an HTTP handler can
+        still answer with an error status (see :func:`~resumable_sse.sse_response`).
+        A ``last_id`` other than the start means "resume": it never starts a stream.
+
+        Raises:
+            InvalidSessionIdError, InvalidEventIdError (and its subclasses),
+            SessionNotFoundError, HistoryTrimmedError, StoreFullError,
+            StoreUnavailableError, StreamerClosedError.
+        """
+        position = await self._position(session_id, generator, last_id)
+        subscription = Subscription(self.store, session_id, page_size=self._page_size)
+        return await subscription.open(position)
+
+    async def _position(
+        self, session_id: str, generator: Source | None, last_id: str | None
+    ) -> EventId | None:
+        try:
+            validate_session_id(session_id)
+            position = parse_last_event_id(last_id)
+        except BaseException:
+            if generator is not None:
+                await close_unused(generator)
+            raise
+        if generator is not None:
+            if position is None:
+                await self.start(session_id, generator)
+            else:
+                await close_unused(generator)
+        return position
+
+    def stream(
+        self, session_id: str, generator: Source, last_id: str | None = None
+    ) -> Subscription:
+        """Stream a session: start it if it is new, then yield its events from ``last_id``.
+
+        The result is an async iterator of ``{"id", "event", "data"}`` dicts for
+        ``EventSourceResponse``. Nothing happens until it is first iterated; errors (see
+        :meth:`open`) are raised then.
+
+        Args:
+            session_id: The stream's name.
+            generator: The content, used only if this call starts the stream.
+            last_id: The client's ``Last-Event-ID``; ``None``, ``""`` or ``"0"`` for the
+                start. Exclusive: streaming resumes with the event after it.
+        """
+
+        async def opener() -> EventId | None:
+            return await self._position(session_id, generator, last_id)
+
+        return Subscription(self.store, session_id, page_size=self._page_size, opener=opener)
+
+    def resume(self, session_id: str, last_id: str | None = None) -> Subscription:
+        """Like :meth:`stream`, for an existing stream only; never starts one.
+
+        Raises (when iterated):
+            SessionNotFoundError: there is no stream under this session id.
+        """
+
+        async def opener() -> EventId | None:
+            return await self._position(session_id, None, last_id)
+
+        return Subscription(self.store, session_id, page_size=self._page_size, opener=opener)
+
+    # -- managing -----------------------------------------------------------------------
+
+    async def status(self, session_id: str) -> StreamStatus:
+        """Report a stream's state, event count and times.
+
+        Raises:
+            SessionNotFoundError: there is no stream under this session id.
+        """
+        validate_session_id(session_id)
+        info = await self.store.info(session_id)
+        if info is None:
+            raise SessionNotFoundError(f"no stream for session {session_id!r}")
+        return StreamStatus(
+            session_id=session_id,
+            state=info.state,
+            events=info.last_seq,
+            created_at=info.created_at,
+            updated_at=info.updated_at,
+            last_event_id=f"{info.incarnation}-{info.last_seq}" if info.last_seq else None,
+            cancel_requested=info.cancel_requested,
+        )
+
+    async def cancel(self, session_id: str) -> bool:
+        """Stop a running stream: its generator is closed and ``cancelled`` is stored.
+
+        Works wherever the producer runs (any worker sharing the store). Idempotent.
+
+        Returns:
+            ``True`` if the stream was running, ``False`` if it had already ended.
+
+        Raises:
+            SessionNotFoundError: there is no stream under this session id.
+        """
+        validate_session_id(session_id)
+        if await self.store.info(session_id) is None:
+            raise SessionNotFoundError(f"no stream for session {session_id!r}")
+        return await self.store.request_cancel(session_id)
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete a stream and its events, stopping its producer if it runs.
+
+        Clients still reading it get :class:`~resumable_sse.SessionNotFoundError`.
+
+        Returns:
+            Whether a stream existed.
+        """
+        validate_session_id(session_id)
+        producer = self._producers.get(session_id)
+        if producer is not None:
+            producer.stop("deleted")
+        return await self.store.delete(session_id)
