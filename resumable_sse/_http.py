@@ -116,10 +116,12 @@ async def sse_response(
 async def _events(
     subscription: Subscription, retry: int | None, error_event: str
 ) -> AsyncIterator[Mapping[str, object]]:
-    if retry is not None:
-        yield {"retry": retry}
     try:
         async for event in subscription:
+            if retry is not None:  # advised once, on the first event
+                yield {**event, "retry": retry}
+                retry = None
+                continue
             yield event
     except StoreUnavailableError as exc:
         # Closing without a terminal event makes the client reconnect and resume.

@@ -1,0 +1,122 @@
+"""Real servers for end-to-end tests: uvicorn in this process or in a child process.
+
+Both listen on a free loopback port chosen by the OS. Readiness is awaited from the
+server itself (uvicorn's ``started`` flag, or its startup line on stderr), never by
+sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+
+import anyio
+import uvicorn
+from starlette.types import ASGIApp
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening_socket(port: int = 0) -> socket.socket:
+    """A socket bound to 127.0.0.1 and already listening: clients may connect at once."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    return sock
+
+
+@asynccontextmanager
+async def serve_in_task(app: ASGIApp) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn inside the current event loop (asyncio); yield its URL.
+
+    The socket listens before uvicorn starts, so connections made right away wait in
+    the backlog until uvicorn accepts them: no readiness polling is needed.
+    """
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+class ServerProcess:
+    """A uvicorn child process serving an app given by import string."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.output: list[str] = []
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM: uvicorn's graceful shutdown runs."""
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+@contextmanager
+def serve_in_process(
+    app: str, *, env: Mapping[str, str] | None = None, port: int | None = None
+) -> Iterator[ServerProcess]:
+    """Run ``uvicorn <app>`` in a child process; yield once it accepts connections."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "info",
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}")
+    assert proc.stderr is not None
+    for line in proc.stderr:  # blocks on the child's own output, up to its startup line
+        server.output.append(line)
+        if "Uvicorn running on" in line:
+            break
+    else:
+        proc.wait(10)
+        raise RuntimeError("uvicorn exited before it started:\n" + "".join(server.output))
+    # Keep draining stderr so the child never blocks on a full pipe.
+    threading.Thread(target=lambda: server.output.extend(proc.stderr or ()), daemon=True).start()
+    try:
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
