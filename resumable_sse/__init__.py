@@ -23,7 +23,7 @@ from ._exceptions import (
     StoreUnavailableError,
     StreamerClosedError,
 )
-from ._http import sse_response
+from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
 from ._memory import MemoryStore
 from ._sources import Source
@@ -58,7 +58,9 @@ __all__ = [
     "StreamerClosedError",
     "Subscription",
     "TerminalEvents",
+    "error_response",
     "get_streamer",
+    "last_event_id",
     "new_session_id",
     "sse_response",
 ]

@@ -51,6 +51,8 @@ def check_event_name(name: object) -> str:
 
 
 def _utf8_size(text: str) -> int:
+    if text.isascii():
+        return len(text)
     try:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:

@@ -31,6 +31,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from typing_extensions import Self, final
 
@@ -51,18 +52,18 @@ class StreamState(str, enum.Enum):
         return self is not StreamState.RUNNING
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class Entry:
+# Entry and StoredEvent are named tuples, not frozen dataclasses: one of each is made per
+# token, and a named tuple is immutable yet about twice as cheap to create.
+
+
+class Entry(NamedTuple):
     """An event to append: its SSE event name and its data, before it has a number."""
 
     event: str
     data: str
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     """An event in the log, with the sequence number the store gave it."""
 
     seq: int

@@ -1,0 +1,69 @@
+"""Developer entry point; needs nothing but Python 3.10+.
+
+    python3 dev.py demo [--port 8000]   run the demo on http://127.0.0.1:8000
+    python3 dev.py test [pytest args]   run the whole test suite
+    python3 dev.py lint                 ruff and mypy
+
+Each command first makes ``.venv`` (once) and installs the project into it with its
+``dev`` extra (again whenever pyproject.toml changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".installed"
+
+
+def run(*args: str | Path) -> None:
+    subprocess.run([str(a) for a in args], cwd=ROOT, check=True)
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py may be run by any python3
+        sys.exit("resumable-sse needs Python 3.10 or newer")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not PYTHON.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print("installing resumable-sse[dev] into .venv", flush=True)
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "lint"}:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    ensure_venv()
+    try:
+        if command == "demo":
+            run(PYTHON, "-m", "resumable_sse", "demo", *rest)
+        elif command == "test":
+            run(PYTHON, "-m", "pytest", *rest)
+        else:
+            run(BIN / "ruff", "check", ".")
+            run(BIN / "ruff", "format", "--check", ".")
+            run(BIN / "mypy")
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
