@@ -66,7 +66,9 @@ async def _iterate_in_thread(iterator: Iterator[object]) -> AsyncIterator[object
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
-            await anyio.to_thread.run_sync(close)
+            # Shielded: when cancellation brought us here, the close must still run.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(close)
 
 
 async def close_iterator(iterator: AsyncIterator[object]) -> None:
