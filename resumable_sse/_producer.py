@@ -13,6 +13,7 @@ generator is exhausted, ``error`` when it raises (or a limit or the store fails)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -121,6 +122,13 @@ class Producer:
                 watchers.cancel_scope.cancel()
         except Exception:  # a bug or a store fault: never let it reach the task group
             logger.exception("producer for session %r failed", self._session_id)
+            # Best effort, so that consumers are told instead of waiting forever.
+            entry = Entry(
+                self._settings.terminal.error,
+                _error_data("producer_failed", _DEFAULT_ERROR_MESSAGE),
+            )
+            with contextlib.suppress(Exception):
+                await self._finish(StreamState.ERROR, entry)
 
     # -- reading -----------------------------------------------------------------------
 
