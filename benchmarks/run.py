@@ -1,0 +1,48 @@
+"""Run every benchmark scenario; print a table, write JSON and an SVG chart.
+
+python -m benchmarks.run            full run (several minutes)
+python -m benchmarks.run --quick    every scenario, small (what CI runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import anyio
+
+from benchmarks import scenarios_core
+from benchmarks._report import Report
+from resumable_sse import MemoryStore
+
+
+async def main_async(quick: bool) -> Report:
+    report = Report(quick=quick)
+    n = 2_000 if quick else 10_000
+    await scenarios_core.throughput(report, MemoryStore(), "memory", n)
+    await scenarios_core.resume(report, 10_000 if quick else 100_000)
+    await scenarios_core.fan_out(report, 100 if quick else 1_000, 200 if quick else 1_000)
+    await scenarios_core.many_sessions(report, 100 if quick else 1_000, 1.0 if quick else 5.0)
+    await scenarios_core.memory(report, 500 if quick else 10_000, 20)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results"), help="output folder"
+    )
+    args = parser.parse_args()
+    report = anyio.run(main_async, args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.write_json(args.out / "results.json")
+    report.write_svg(args.out / "chart.svg")
+    (args.out / "results.md").write_text(report.markdown() + "\n")
+    print(f"\nwrote {args.out}/results.json, results.md, chart.svg")
+
+
+if __name__ == "__main__":
+    main()
