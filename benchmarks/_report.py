@@ -86,12 +86,13 @@ class Report:
             f'<rect width="{width}" height="{height}" fill="white"/>',
             '<text x="10" y="20" font-size="15" font-weight="600">resumable-sse: ours / baseline '
             "(lower is better unless marked)</text>",
-            f'<text x="10" y="38" fill="#555">{_esc(m["date"])}, {_esc(m["cpu"])}, {m["cores"]} cores, '
-            f"Python {m['python']}</text>",
+            f'<text x="10" y="38" fill="#555">{_esc(m["date"])}, {_esc(m["cpu"])}, '
+            f"{m['cores']} cores, Python {m['python']}</text>",
         ]
         x1 = left + scale * 1.0
         parts.append(
-            f'<line x1="{x1:.1f}" y1="{top - 5}" x2="{x1:.1f}" y2="{height - 30}" stroke="#999" stroke-dasharray="4 3"/>'
+            f'<line x1="{x1:.1f}" y1="{top - 5}" x2="{x1:.1f}" y2="{height - 30}" '
+            'stroke="#999" stroke-dasharray="4 3"/>'
         )
         parts.append(f'<text x="{x1 + 3:.1f}" y="{height - 18}" fill="#555">1x</text>')
         for i, f in enumerate(rows):
@@ -103,7 +104,8 @@ class Report:
                 f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">{_esc(label[:64])}</text>'
             )
             parts.append(
-                f'<rect x="{left}" y="{y}" width="{max(ratio * scale, 1):.1f}" height="{bar_h}" fill="{color}"/>'
+                f'<rect x="{left}" y="{y}" width="{max(ratio * scale, 1):.1f}" '
+                f'height="{bar_h}" fill="{color}"/>'
             )
             parts.append(
                 f'<text x="{left + ratio * scale + 5:.1f}" y="{y + 13}">{ratio:.2f}x</text>'
