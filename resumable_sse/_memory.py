@@ -25,6 +25,8 @@ from ._store import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, St
 
 __all__ = ["MemoryStore"]
 
+_new = tuple.__new__
+
 DEFAULT_RETENTION = 600.0
 DEFAULT_MAX_STREAMS = 10_000
 
@@ -159,10 +161,13 @@ class MemoryStore(StreamStore):
             return  # a retry of a batch that landed
         if last != first_seq - 1 or stream.state.finished:
             raise LeaseLostError(f"stream {session_id!r} ends at {last}, not {first_seq - 1}")
-        seq = last
-        for entry in entries:
-            seq += 1
-            events.append(StoredEvent(seq, entry.event, entry.data))
+        # tuple.__new__ skips the named tuple's Python-level __new__: half the cost per event.
+        events.extend(
+            [
+                _new(StoredEvent, (seq, event, data))
+                for seq, (event, data) in enumerate(entries, first_seq)
+            ]
+        )
         stream.updated_at = time.time()
         stream.wake()
 

@@ -135,6 +135,7 @@ class Producer:
     async def _read_all(self) -> tuple[StreamState, Entry]:
         settings = self._settings
         terminal = settings.terminal
+        event = settings.event
         iterator: AsyncIterator[object] | None = None
         count = 0
         total = 0
@@ -142,7 +143,10 @@ class Producer:
             with self._scope:
                 iterator = await open_source(self._source)
                 async for item in iterator:
-                    entry, size = encode_item(item, settings.event, terminal)
+                    if type(item) is str and item.isascii():  # the common case, inlined
+                        entry, size = Entry(event, item), len(item)
+                    else:
+                        entry, size = encode_item(item, event, terminal)
                     count += 1
                     total += size
                     if size > settings.max_event_bytes:
