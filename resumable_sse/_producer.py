@@ -60,6 +60,19 @@ class Settings:
     error_message: Callable[[BaseException], str] = _default_error_message
 
 
+_new = tuple.__new__
+
+
+def _limit_error(settings: Settings, size: int, count: int, total: int) -> LimitExceededError:
+    if size > settings.max_event_bytes:
+        return LimitExceededError(
+            f"an event of {size} bytes exceeds max_event_bytes ({settings.max_event_bytes})"
+        )
+    if count > settings.max_events:
+        return LimitExceededError(f"the stream exceeds max_events ({settings.max_events})")
+    return LimitExceededError(f"the stream exceeds max_bytes ({settings.max_bytes})")
+
+
 def _error_data(code: str, message: str) -> str:
     return json.dumps({"code": code, "message": message}, separators=(",", ":"))
 
@@ -137,6 +150,14 @@ class Producer:
         terminal = settings.terminal
         event = settings.event
         iterator: AsyncIterator[object] | None = None
+        max_event_bytes, max_events, max_bytes = (
+            settings.max_event_bytes,
+            settings.max_events,
+            settings.max_bytes,
+        )
+        # The writer empties this list in place, so a local alias stays valid.
+        pending = self._pending
+        push = pending.append
         count = 0
         total = 0
         try:
@@ -144,28 +165,17 @@ class Producer:
                 iterator = await open_source(self._source)
                 async for item in iterator:
                     if type(item) is str and item.isascii():  # the common case, inlined
-                        entry, size = Entry(event, item), len(item)
+                        entry, size = _new(Entry, (event, item)), len(item)
                     else:
                         entry, size = encode_item(item, event, terminal)
                     count += 1
                     total += size
-                    if size > settings.max_event_bytes:
-                        raise LimitExceededError(
-                            f"an event of {size} bytes exceeds max_event_bytes"
-                            f" ({settings.max_event_bytes})"
-                        )
-                    if count > settings.max_events:
-                        raise LimitExceededError(
-                            f"the stream exceeds max_events ({settings.max_events})"
-                        )
-                    if total > settings.max_bytes:
-                        raise LimitExceededError(
-                            f"the stream exceeds max_bytes ({settings.max_bytes})"
-                        )
-                    self._pending.append(entry)
+                    if size > max_event_bytes or count > max_events or total > max_bytes:
+                        raise _limit_error(settings, size, count, total)
+                    push(entry)
                     if self._writer_idle is not None:
                         self._wake_writer()
-                    if len(self._pending) >= settings.max_pending:
+                    if len(pending) >= settings.max_pending:
                         self._space = anyio.Event()
                         await self._space.wait()
         except (LimitExceededError, InvalidItemError) as exc:
@@ -217,7 +227,8 @@ class Producer:
                 self._writer_idle = anyio.Event()
                 await self._writer_idle.wait()
                 continue
-            batch, self._pending = self._pending, []
+            batch = self._pending.copy()
+            self._pending.clear()
             if self._space is not None:
                 self._space.set()
                 self._space = None
