@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks import scenarios_core
+from benchmarks import scenarios_core, scenarios_http
 from benchmarks._report import Report
 from resumable_sse import MemoryStore
 
@@ -20,6 +20,7 @@ async def main_async(quick: bool) -> Report:
     report = Report(quick=quick)
     n = 2_000 if quick else 10_000
     await scenarios_core.throughput(report, MemoryStore(), "memory", n)
+    await scenarios_http.end_to_end(report, n)
     await scenarios_core.resume(report, 10_000 if quick else 100_000)
     await scenarios_core.fan_out(report, 100 if quick else 1_000, 200 if quick else 1_000)
     await scenarios_core.many_sessions(report, 100 if quick else 1_000, 1.0 if quick else 5.0)
