@@ -13,6 +13,7 @@ generator is exhausted, ``error`` when it raises (or a limit or the store fails)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -61,6 +62,16 @@ class Settings:
 
 
 _new = tuple.__new__
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the current task is really being cancelled (versus a stray CancelledError)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not asyncio: trio's Cancelled only ever means cancellation
+        return True
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return cancelling is None or cancelling() > 0
 
 
 def _limit_error(settings: Settings, size: int, count: int, total: int) -> LimitExceededError:
@@ -178,6 +189,16 @@ class Producer:
                     if len(pending) >= settings.max_pending:
                         self._space = anyio.Event()
                         await self._space.wait()
+        except anyio.get_cancelled_exc_class() as exc:
+            if _cancelled_from_outside():
+                raise
+            # On asyncio a generator can raise CancelledError on its own (it awaited
+            # something that was cancelled): a failure of this stream, not a shutdown.
+            logger.error("generator of stream %r raised %r", self._session_id, exc)
+            message = settings.error_message(exc)
+            return StreamState.ERROR, Entry(
+                terminal.error, _error_data("generator_failed", message)
+            )
         except (LimitExceededError, InvalidItemError) as exc:
             logger.warning("stream %r stopped: %s", self._session_id, exc)
             return StreamState.ERROR, Entry(terminal.error, _error_data(exc.code, str(exc)))

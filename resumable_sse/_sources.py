@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -56,19 +57,55 @@ async def open_source(source: Source) -> AsyncIterator[object]:
     )
 
 
+class _ThreadedIterator:
+    """A sync iterator stepped in worker threads, which a cancel may leave behind.
+
+    A cancelled ``next()`` cannot be interrupted: its thread is abandoned so that cancel
+    and shutdown never wait for it, and that thread closes the generator itself as soon
+    as its blocked call returns (closing it earlier would raise "generator already
+    executing").
+    """
+
+    def __init__(self, iterator: Iterator[object]) -> None:
+        self.iterator = iterator
+        self.lock = threading.Lock()
+        self.running = False
+        self.abandoned = False
+
+    def step(self) -> object:  # runs in a worker thread
+        try:
+            return next(self.iterator, _END)
+        finally:
+            with self.lock:
+                self.running = False
+                if self.abandoned:
+                    self.close()
+
+    def close(self) -> None:
+        close = getattr(self.iterator, "close", None)
+        if close is not None:
+            close()
+
+
 async def _iterate_in_thread(iterator: Iterator[object]) -> AsyncIterator[object]:
+    state = _ThreadedIterator(iterator)
     try:
         while True:
-            item = await anyio.to_thread.run_sync(next, iterator, _END)
+            state.running = True
+            try:
+                item = await anyio.to_thread.run_sync(state.step, abandon_on_cancel=True)
+            except BaseException:
+                with state.lock:
+                    state.abandoned = state.running
+                raise
             if item is _END:
                 return
             yield item
     finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
+        if not state.abandoned:
             # Shielded: when cancellation brought us here, the close must still run.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(close)
+                await anyio.to_thread.run_sync(state.close)
 
 
 async def close_iterator(iterator: AsyncIterator[object]) -> None:

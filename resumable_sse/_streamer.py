@@ -153,6 +153,8 @@ class Streamer:
         if self._host_stop is not None and self._host_done is not None:
             self._host_stop.set()
             await self._host_done.wait()
+        elif self._tg is not None:  # entered with `async with`: end the streams now
+            await self._drain_producers()
 
     async def _drain_producers(self) -> None:
         for producer in list(self._producers.values()):
