@@ -6,6 +6,7 @@ clients read it from any ``Last-Event-ID`` and follow it live.
 
 from __future__ import annotations
 
+from ._assets import client_assets, client_mount
 from ._consumer import Subscription
 from ._events import TerminalEvents
 from ._exceptions import (
@@ -58,6 +59,8 @@ __all__ = [
     "StreamerClosedError",
     "Subscription",
     "TerminalEvents",
+    "client_assets",
+    "client_mount",
     "error_response",
     "get_streamer",
     "last_event_id",

@@ -1,11 +1,18 @@
 """The demo: a simulated LLM behind a small Starlette app and a page that streams it.
 
 Run it with ``python -m resumable_sse demo`` (see ``_cli.py``). The app is plain
-Starlette, so the library needs no FastAPI. The flow is POST-then-GET, as a real chat
-UI does it: ``POST /api/chat`` starts the answer in the background and returns a
-session id; ``GET /api/stream/{session_id}`` only ever *resumes* that session, from
-the ``Last-Event-ID`` header or the ``last_event_id`` query parameter. The LLM is
-therefore called once per chat however often the page reloads or reconnects.
+Starlette, so the library needs no FastAPI. Routes:
+
+- ``POST /api/chat`` with ``{"prompt": ...}`` starts an answer in the background. With
+  ``Accept: text/event-stream`` (the browser client, ``resumable-sse.js``) the answer
+  streams back in the same response, whose ``Content-Location`` names the stream's GET
+  url; otherwise the answer is 201 with JSON ``{"session_id", "stream_url",
+  "cancel_url"}`` and a ``Location`` header.
+- ``GET /api/chat/{id}/stream`` only ever *resumes* that session, from the
+  ``Last-Event-ID`` header or the ``last_event_id`` query parameter. The LLM is therefore
+  called once per chat however often the page reloads or reconnects.
+- ``POST /api/chat/{id}/cancel`` stops it; ``GET /api/chat/{id}`` tells its status.
+- ``/resumable-sse/resumable-sse.js`` is the browser client (:func:`client_mount`).
 
 The answer is deterministic for a given prompt (:func:`simulated_answer`), so tests can
 compare the text a client assembled with the exact expected text.
@@ -30,6 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from typing_extensions import final
 
+from ._assets import client_mount
 from ._exceptions import ResumableSSEError
 from ._http import error_response, sse_response
 from ._ids import new_session_id
@@ -62,9 +70,10 @@ _PARAGRAPHS = (
     "“everything after event N”.",
     "That question is exactly what Server-Sent Events were designed to carry. Each event "
     "has an id; when the browser's EventSource reconnects on its own, it sends the last id "
-    "it saw in a Last-Event-ID header. A page that reloads has no such header, so it keeps "
-    "the id and the text it has already shown in sessionStorage and passes the id as a "
-    "query parameter instead.",
+    "it saw in a Last-Event-ID header. A page that reloads has no such header, and "
+    "EventSource cannot send a question in a POST, so this page reads the stream with "
+    "fetch instead: it keeps the last id and the text it has already shown in "
+    "sessionStorage, and sends the id itself whenever it reconnects.",
     "Ids are opaque strings of the form incarnation-sequence. The sequence grows by one "
     "per event, which makes duplicates easy to drop, and the incarnation changes whenever "
     "a session's stream is created anew, so an id left over from an older stream is "
@@ -78,7 +87,7 @@ _PARAGRAPHS = (
     "Try it now: reload the page while this paragraph is still arriving, switch your "
     "network off and on again, or open the same session twice. The text should continue "
     "from where it stopped, never repeat a word and never lose one, and the little note "
-    "under the answer tells you from which event it resumed. Press Stop to see the "
+    "above the answer tells you from which event it resumed. Press Stop to see the "
     "cancelled ending instead.",
 )
 
@@ -186,9 +195,18 @@ def create_app(streamer: Streamer | None = None, *, delay: float = DEFAULT_DELAY
             await streamer.start(session_id, lambda: llm.answer(session_id, prompt))
         except ResumableSSEError as exc:
             return error_response(exc)
-        return JSONResponse(
-            {"session_id": session_id, "stream_url": f"/api/stream/{session_id}"}, 201
-        )
+        stream_url = request.url_for("stream", session_id=session_id).path
+        if "text/event-stream" in request.headers.get("accept", ""):
+            # Stream the answer right away; Content-Location says where to resume it.
+            return await sse_response(
+                streamer, request, session_id, headers={"Content-Location": stream_url}
+            )
+        body = {
+            "session_id": session_id,
+            "stream_url": stream_url,
+            "cancel_url": request.url_for("cancel", session_id=session_id).path,
+        }
+        return JSONResponse(body, 201, headers={"Location": stream_url})
 
     async def stream(request: Request) -> Response:
         return await sse_response(streamer, request, request.path_params["session_id"])
@@ -227,10 +245,11 @@ def create_app(streamer: Streamer | None = None, *, delay: float = DEFAULT_DELAY
         routes=[
             Route("/", index),
             Route("/api/chat", chat, methods=["POST"]),
-            Route("/api/stream/{session_id}", stream),
-            Route("/api/cancel/{session_id}", cancel, methods=["POST"]),
-            Route("/api/status/{session_id}", status),
+            Route("/api/chat/{session_id}", status, name="status"),
+            Route("/api/chat/{session_id}/stream", stream, name="stream"),
+            Route("/api/chat/{session_id}/cancel", cancel, methods=["POST"], name="cancel"),
             Mount("/static", StaticFiles(packages=[("resumable_sse", "_static")]), name="static"),
+            client_mount("/resumable-sse"),
         ],
         lifespan=lifespan,
     )

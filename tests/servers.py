@@ -113,10 +113,13 @@ def serve_in_process(
         proc.wait(10)
         raise RuntimeError("uvicorn exited before it started:\n" + "".join(server.output))
     # Keep draining stderr so the child never blocks on a full pipe.
-    threading.Thread(target=lambda: server.output.extend(proc.stderr or ()), daemon=True).start()
+    drain = threading.Thread(target=lambda: server.output.extend(proc.stderr or ()), daemon=True)
+    drain.start()
     try:
         yield server
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+        drain.join(10)  # the pipe is at its end once the child is gone
+        proc.stderr.close()

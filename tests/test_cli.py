@@ -91,7 +91,7 @@ def test_demo_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
 
             chat = client.post("/api/chat", json={"prompt": "hello"})
             assert chat.status_code == 201
-            url = f"/api/stream/{chat.json()['session_id']}"
+            url = chat.json()["stream_url"]
             with connect_sse(client, "GET", url) as source:
                 events = list(source.iter_sse())
             assert "".join(e.data for e in events if e.event == "message") == simulated_answer(
