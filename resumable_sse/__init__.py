@@ -6,10 +6,12 @@ clients read it from any ``Last-Event-ID`` and follow it live.
 
 from __future__ import annotations
 
+from ._access import AccessRequest, Authorize, owner_only
 from ._assets import client_assets, client_mount
 from ._consumer import Subscription
 from ._events import TerminalEvents
 from ._exceptions import (
+    AccessDeniedError,
     EventIdAheadError,
     HistoryTrimmedError,
     InvalidEventIdError,
@@ -23,6 +25,7 @@ from ._exceptions import (
     StoreFullError,
     StoreUnavailableError,
     StreamerClosedError,
+    TooManyConsumersError,
 )
 from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
@@ -33,6 +36,9 @@ from ._streamer import Streamer, StreamStatus
 from .factory import get_streamer
 
 __all__ = [
+    "AccessDeniedError",
+    "AccessRequest",
+    "Authorize",
     "Claim",
     "Entry",
     "EventIdAheadError",
@@ -59,11 +65,13 @@ __all__ = [
     "StreamerClosedError",
     "Subscription",
     "TerminalEvents",
+    "TooManyConsumersError",
     "client_assets",
     "client_mount",
     "error_response",
     "get_streamer",
     "last_event_id",
     "new_session_id",
+    "owner_only",
     "sse_response",
 ]

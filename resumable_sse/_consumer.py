@@ -11,11 +11,54 @@ from ._exceptions import (
     HistoryTrimmedError,
     SessionNotFoundError,
     StaleEventIdError,
+    TooManyConsumersError,
 )
 from ._ids import EventId
 from ._store import StoredEvent, StreamInfo, StreamStore
 
-__all__ = ["Subscription"]
+__all__ = ["ConsumerSlots", "Subscription"]
+
+
+@final
+class ConsumerSlots:
+    """Counts open subscriptions, per session and in all, against their limits."""
+
+    __slots__ = ("_counts", "_total", "per_session", "total")
+
+    def __init__(self, *, per_session: int, total: int) -> None:
+        self.per_session = per_session
+        self.total = total
+        self._counts: dict[str, int] = {}
+        self._total = 0
+
+    def acquire(self, session_id: str) -> None:
+        """Take a slot for one consumer of ``session_id``.
+
+        Raises:
+            TooManyConsumersError: the session or the streamer is at its limit.
+        """
+        count = self._counts.get(session_id, 0)
+        if count >= self.per_session:
+            raise TooManyConsumersError(
+                f"session {session_id!r} already has {count} consumers (max_consumers_per_session)"
+            )
+        if self._total >= self.total:
+            raise TooManyConsumersError(f"{self._total} consumers are open (max_consumers)")
+        self._counts[session_id] = count + 1
+        self._total += 1
+
+    def release(self, session_id: str) -> None:
+        """Give back a slot taken by :meth:`acquire`."""
+        count = self._counts.get(session_id, 0) - 1
+        if count > 0:
+            self._counts[session_id] = count
+        else:
+            self._counts.pop(session_id, None)
+        self._total -= 1
+
+    def __len__(self) -> int:
+        """The number of open consumers."""
+        return self._total
 
 
 @final
@@ -31,12 +74,14 @@ class Subscription:
     __slots__ = (
         "_after",
         "_events",
+        "_holds_slot",
         "_index",
         "_info",
         "_opener",
         "_page_size",
         "_prefix",
         "_session_id",
+        "_slots",
         "_store",
     )
 
@@ -47,8 +92,11 @@ class Subscription:
         *,
         page_size: int,
         opener: Callable[[], Awaitable[EventId | None]] | None = None,
+        slots: ConsumerSlots | None = None,
     ) -> None:
         self._store = store
+        self._slots = slots
+        self._holds_slot = False
         self._session_id = session_id
         self._page_size = page_size
         self._opener = opener
@@ -68,6 +116,17 @@ class Subscription:
             HistoryTrimmedError: ``position`` is older than the retained history.
         """
         after = 0 if position is None else position.seq
+        if self._slots is not None and not self._holds_slot:
+            self._slots.acquire(self._session_id)
+            self._holds_slot = True
+        try:
+            await self._first_page(position, after)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    async def _first_page(self, position: EventId | None, after: int) -> None:
         page = await self._store.read(self._session_id, after, limit=self._page_size, wait=False)
         if page is None:
             raise SessionNotFoundError(f"no stream for session {self._session_id!r}")
@@ -90,7 +149,20 @@ class Subscription:
         self._events = page.events
         self._after = after
         self._prefix = info.incarnation + "-"
-        return self
+
+    def _release(self) -> None:
+        if self._holds_slot and self._slots is not None:
+            self._holds_slot = False
+            self._slots.release(self._session_id)
+
+    async def aclose(self) -> None:
+        """Stop consuming: frees this consumer's slot. Idempotent."""
+        self._release()
+
+    def __del__(self) -> None:
+        # A consumer abandoned mid-stream (its task was cancelled between two events and
+        # nobody called aclose) still gives its slot back.
+        self._release()
 
     @property
     def finished(self) -> bool:
@@ -112,7 +184,41 @@ class Subscription:
         return self
 
     async def __anext__(self) -> dict[str, str]:
+        events = self._events
+        if self._index < len(events):  # the hot path: an event already read
+            event = events[self._index]
+            self._index += 1
+            self._after = event.seq
+            return {"id": self._prefix + str(event.seq), "event": event.event, "data": event.data}
+        try:
+            return await self._next_page()
+        except BaseException:
+            self._release()
+            raise
+
+    async def _next_page(self) -> dict[str, str]:
         while True:
+            info = self._info
+            if info is None:
+                assert self._opener is not None, "Subscription used before open()"
+                await self.open(await self._opener())
+            else:
+                if info.state.finished and self._after >= info.last_seq:
+                    raise StopAsyncIteration
+                page = await self._store.read(
+                    self._session_id, self._after, limit=self._page_size, wait=True
+                )
+                if page is None or page.info.incarnation != info.incarnation:
+                    raise SessionNotFoundError(
+                        f"the stream of session {self._session_id!r} was deleted or expired"
+                    )
+                if page.events and page.events[0].seq != self._after + 1:
+                    raise HistoryTrimmedError(
+                        f"events after {self.last_event_id} were trimmed before they were read"
+                    )
+                self._info = page.info
+                self._events = page.events
+                self._index = 0
             events = self._events
             if self._index < len(events):
                 event = events[self._index]
@@ -123,24 +229,3 @@ class Subscription:
                     "event": event.event,
                     "data": event.data,
                 }
-            info = self._info
-            if info is None:
-                assert self._opener is not None, "Subscription used before open()"
-                await self.open(await self._opener())
-                continue
-            if info.state.finished and self._after >= info.last_seq:
-                raise StopAsyncIteration
-            page = await self._store.read(
-                self._session_id, self._after, limit=self._page_size, wait=True
-            )
-            if page is None or page.info.incarnation != info.incarnation:
-                raise SessionNotFoundError(
-                    f"the stream of session {self._session_id!r} was deleted or expired"
-                )
-            if page.events and page.events[0].seq != self._after + 1:
-                raise HistoryTrimmedError(
-                    f"events after {self.last_event_id} were trimmed before they were read"
-                )
-            self._info = page.info
-            self._events = page.events
-            self._index = 0

@@ -9,10 +9,12 @@ so ``except ResumableSSEError`` catches all of them::
     │   └── StaleEventIdError                   HTTP 400: the id belongs to an earlier stream
     ├── InvalidSessionIdError (ValueError)      HTTP 400: empty, too long or odd characters
     ├── InvalidItemError (ValueError)           an item the generator yielded cannot be sent
+    ├── AccessDeniedError (PermissionError)     HTTP 403: the authorize policy said no
     ├── SessionNotFoundError (LookupError)      HTTP 404: no stream under this session id
     ├── HistoryTrimmedError                     HTTP 410: the position was dropped from the log
     ├── LimitExceededError                      HTTP 413: a per-stream limit was reached
     │   └── StoreFullError                      HTTP 503: the store holds its maximum of streams
+    ├── TooManyConsumersError                   HTTP 429: consumer limit of a session or streamer
     ├── StoreUnavailableError                   HTTP 503: the backing store cannot be reached
     ├── LeaseLostError                          a producer lost its claim on the stream
     └── StreamerClosedError                     the streamer was closed
@@ -21,6 +23,7 @@ so ``except ResumableSSEError`` catches all of them::
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "EventIdAheadError",
     "HistoryTrimmedError",
     "InvalidEventIdError",
@@ -34,6 +37,7 @@ __all__ = [
     "StoreFullError",
     "StoreUnavailableError",
     "StreamerClosedError",
+    "TooManyConsumersError",
 ]
 
 
@@ -74,6 +78,12 @@ class InvalidItemError(ResumableSSEError, ValueError):
     code = "invalid_item"
 
 
+class AccessDeniedError(ResumableSSEError, PermissionError):
+    """The authorization policy refused the operation (whether or not the session exists)."""
+
+    code = "access_denied"
+
+
 class SessionNotFoundError(ResumableSSEError, LookupError):
     """No stream exists under this session id (never started, expired or deleted)."""
 
@@ -96,6 +106,12 @@ class StoreFullError(LimitExceededError):
     """The store already holds its maximum number of running streams."""
 
     code = "store_full"
+
+
+class TooManyConsumersError(ResumableSSEError):
+    """A session, or the whole streamer, already has its maximum of concurrent consumers."""
+
+    code = "too_many_consumers"
 
 
 class StoreUnavailableError(ResumableSSEError):

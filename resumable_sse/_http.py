@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from ._consumer import Subscription
 from ._exceptions import (
+    AccessDeniedError,
     HistoryTrimmedError,
     InvalidEventIdError,
     InvalidSessionIdError,
@@ -28,6 +29,7 @@ from ._exceptions import (
     StoreFullError,
     StoreUnavailableError,
     StreamerClosedError,
+    TooManyConsumersError,
 )
 from ._sources import Source
 from ._streamer import Streamer
@@ -42,10 +44,12 @@ STREAM_HEADERS = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering"
 _STATUS: tuple[tuple[type[ResumableSSEError], int], ...] = (
     (InvalidEventIdError, 400),
     (InvalidSessionIdError, 400),
+    (AccessDeniedError, 403),
     (SessionNotFoundError, 404),
     (HistoryTrimmedError, 410),
     (StoreFullError, 503),
     (LimitExceededError, 413),
+    (TooManyConsumersError, 429),
     (StoreUnavailableError, 503),
     (StreamerClosedError, 503),
 )
@@ -54,11 +58,12 @@ _STATUS: tuple[tuple[type[ResumableSSEError], int], ...] = (
 def error_response(exc: ResumableSSEError) -> JSONResponse:
     """Map a library error to a JSON response: ``{"error": code, "message": ...}``.
 
-    400 bad event or session id, 404 unknown session, 410 history trimmed, 413 limit
-    exceeded, 503 store unavailable or full (with ``Retry-After``), else 500.
+    400 bad event or session id, 403 access denied, 404 unknown session, 410 history
+    trimmed, 413 limit exceeded, 429 too many consumers, 503 store unavailable or full
+    (429 and 503 with ``Retry-After``), else 500.
     """
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
     return JSONResponse({"error": exc.code, "message": str(exc)}, status, headers=headers)
 
 
@@ -78,6 +83,7 @@ async def sse_response(
     session_id: str,
     generator: Source | None = None,
     *,
+    principal: str | None = None,
     ping: float = 15.0,
     retry: int | None = 1000,
     headers: Mapping[str, str] | None = None,
@@ -91,6 +97,7 @@ async def sse_response(
         session_id: The stream to serve.
         generator: The content, if this request may start the stream; ``None`` to only
             resume (404 for an unknown session).
+        principal: The requesting user, for the streamer's authorize policy (403).
         ping: Seconds between keep-alive comments (0 disables them).
         retry: Reconnection delay, in milliseconds, advised to the client.
         headers: Extra response headers.
@@ -101,10 +108,13 @@ async def sse_response(
         (see :func:`error_response`).
     """
     try:
-        subscription = await streamer.open(session_id, generator, last_event_id(request))
+        subscription = await streamer.open(
+            session_id, generator, last_event_id(request), principal=principal
+        )
     except ResumableSSEError as exc:
         return error_response(exc)
     if subscription.finished:
+        await subscription.aclose()
         return Response(status_code=204)
     return EventSourceResponse(
         _events(subscription, retry, streamer.terminal_events.error),
@@ -129,3 +139,5 @@ async def _events(
     except ResumableSSEError as exc:
         data = json.dumps({"code": exc.code, "message": str(exc)}, separators=(",", ":"))
         yield {"event": error_event, "data": data}
+    finally:
+        await subscription.aclose()

@@ -39,13 +39,15 @@ class _Stream:
         "events",
         "expires_at",
         "incarnation",
+        "owner",
         "state",
         "token",
         "updated_at",
     )
 
-    def __init__(self, incarnation: str, token: int, now: float) -> None:
+    def __init__(self, incarnation: str, token: int, now: float, owner: str | None) -> None:
         self.incarnation = incarnation
+        self.owner = owner
         self.token = token
         self.state = StreamState.RUNNING
         self.events: list[StoredEvent] = []
@@ -71,6 +73,7 @@ class _Stream:
             created_at=self.created_at,
             updated_at=self.updated_at,
             cancel_requested=self.cancel.is_set(),
+            owner=self.owner,
         )
 
 
@@ -138,7 +141,7 @@ class MemoryStore(StreamStore):
             raise LeaseLostError(f"stream {session_id!r} is no longer owned by this producer")
         return stream
 
-    async def claim(self, session_id: str) -> Claim | None:
+    async def claim(self, session_id: str, *, owner: str | None = None) -> Claim | None:
         self._expire()
         if self._get(session_id) is not None:
             return None
@@ -147,7 +150,7 @@ class MemoryStore(StreamStore):
                 raise StoreFullError(f"the store holds {self.max_streams} running streams")
             self._evict_oldest_finished()
         token = next(self._tokens)
-        stream = _Stream(new_incarnation(), token, time.time())
+        stream = _Stream(new_incarnation(), token, time.time(), owner)
         self._streams[session_id] = stream
         return Claim(stream.incarnation, token)
 

@@ -91,6 +91,7 @@ class StreamInfo:
 
     ``first_seq`` is the oldest event still retained (1 unless the store trims), and
     ``last_seq`` the newest (0 while empty). Times are Unix timestamps in seconds.
+    ``owner`` is the principal given to :meth:`StreamStore.claim`, if any.
     """
 
     incarnation: str
@@ -100,6 +101,7 @@ class StreamInfo:
     created_at: float
     updated_at: float
     cancel_requested: bool
+    owner: str | None = None
 
 
 @final
@@ -123,8 +125,11 @@ class StreamStore(ABC):
     renew_interval: float | None = None
 
     @abstractmethod
-    async def claim(self, session_id: str) -> Claim | None:
+    async def claim(self, session_id: str, *, owner: str | None = None) -> Claim | None:
         """Create a new running stream and make the caller its producer.
+
+        ``owner`` (the principal starting the stream, if any) is kept with the stream
+        and reported by :meth:`info`.
 
         Returns:
             A claim if no stream existed (or it had expired), else ``None``: the stream

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -13,14 +13,15 @@ import anyio
 from anyio.abc import TaskGroup
 from typing_extensions import Self, final
 
-from ._consumer import Subscription
+from ._access import AccessRequest, Action, Authorize, check_access, owner_only
+from ._consumer import ConsumerSlots, Subscription
 from ._events import TerminalEvents, check_event_name
 from ._exceptions import SessionNotFoundError, StreamerClosedError
 from ._ids import EventId, parse_last_event_id, validate_session_id
 from ._memory import MemoryStore
 from ._producer import Producer, Settings
 from ._sources import Source, close_unused
-from ._store import StreamState, StreamStore
+from ._store import StreamInfo, StreamState, StreamStore
 
 __all__ = ["StreamStatus", "Streamer"]
 
@@ -33,7 +34,7 @@ class StreamStatus:
     """What :meth:`Streamer.status` reports about one stream.
 
     ``events`` counts the stored events, the terminal event included; times are Unix
-    timestamps in seconds.
+    timestamps in seconds; ``owner`` is the principal that started the stream.
     """
 
     session_id: str
@@ -43,6 +44,7 @@ class StreamStatus:
     updated_at: float
     last_event_id: str | None
     cancel_requested: bool
+    owner: str | None = None
 
 
 @final
@@ -67,6 +69,11 @@ class Streamer:
         page_size: Events a consumer reads from the store at a time (default 512).
         shutdown_timeout: Seconds :meth:`aclose` waits for streams to store their
             terminal event before cancelling them outright (default 5).
+        authorize: Decides who may start, read, inspect, cancel or delete a session
+            when a ``principal`` is given; :func:`~resumable_sse.owner_only` by default.
+        max_consumers_per_session: Concurrent subscriptions one session may have in
+            this process (default 100); one more raises ``TooManyConsumersError``.
+        max_consumers: Concurrent subscriptions in all, in this process (default 10,000).
 
     When a stream reaches a limit, its generator is closed and the stream ends with an
     ``error`` event whose code is ``limit_exceeded``; everything stored stays readable.
@@ -84,11 +91,15 @@ class Streamer:
         error_message: Callable[[BaseException], str] | None = None,
         page_size: int = 512,
         shutdown_timeout: float = 5.0,
+        authorize: Authorize = owner_only,
+        max_consumers_per_session: int = 100,
+        max_consumers: int = 10_000,
     ) -> None:
         terminal = terminal_events or TerminalEvents()
         if check_event_name(event) in terminal:
             raise ValueError(f"event name {event!r} is reserved for the end of the stream")
-        if min(max_events, max_bytes, max_event_bytes, page_size) < 1:
+        limits = (max_events, max_bytes, max_event_bytes, page_size, max_consumers)
+        if min(*limits, max_consumers_per_session) < 1:
             raise ValueError("limits and page_size must be positive")
         self.store: StreamStore = store if store is not None else MemoryStore()
         settings = Settings(
@@ -103,6 +114,8 @@ class Streamer:
         self._settings = settings
         self._page_size = page_size
         self._shutdown_timeout = shutdown_timeout
+        self._authorize = authorize
+        self._slots = ConsumerSlots(per_session=max_consumers_per_session, total=max_consumers)
         self._producers: dict[str, Producer] = {}
         self._tg: TaskGroup | None = None
         self._closed = False
@@ -111,6 +124,11 @@ class Streamer:
         self._host_done: anyio.Event | None = None
         self._host_task: object = None  # a strong reference, so asyncio keeps the task alive
         self._idle: anyio.Event | None = None
+
+    @property
+    def consumers(self) -> int:
+        """The number of subscriptions open in this process."""
+        return len(self._slots)
 
     @property
     def terminal_events(self) -> TerminalEvents:
@@ -216,9 +234,25 @@ class Streamer:
             self._host_ready.set()
             self._host_done.set()
 
+    # -- access -------------------------------------------------------------------------
+
+    async def _authorized(
+        self, action: Action, session_id: str, principal: str | None
+    ) -> StreamInfo | None:
+        """Apply the authorize policy; return the stream's info if it was looked up."""
+        if principal is None and self._authorize is owner_only:
+            return None  # trusted caller, default policy: nothing to look up
+        info = await self.store.info(session_id)
+        owner = None if info is None else info.owner
+        request = AccessRequest(action, session_id, principal, owner, info is not None)
+        await check_access(self._authorize, request)
+        return info
+
     # -- producing ----------------------------------------------------------------------
 
-    async def start(self, session_id: str, generator: Source) -> bool:
+    async def start(
+        self, session_id: str, generator: Source, *, principal: str | None = None
+    ) -> bool:
         """Start the session's stream in the background, unless it exists already.
 
         Args:
@@ -226,12 +260,15 @@ class Streamer:
             generator: An async or sync iterable of items, or a zero-argument callable
                 returning one. If the stream exists, a generator is closed without being
                 iterated and a callable is never called.
+            principal: Who is starting it (the app's user id); a new stream is bound to
+                it, see :func:`~resumable_sse.owner_only`.
 
         Returns:
             ``True`` if this call started the stream, ``False`` if it already existed.
 
         Raises:
             InvalidSessionIdError: the session id is not allowed.
+            AccessDeniedError: the authorize policy refused.
             StoreFullError: the store holds its maximum number of streams.
             StoreUnavailableError: the store cannot be reached.
             StreamerClosedError: the streamer is closed.
@@ -239,7 +276,8 @@ class Streamer:
         try:
             validate_session_id(session_id)
             tg = await self._task_group()
-            claim = await self.store.claim(session_id)
+            await self._authorized("start", session_id, principal)
+            claim = await self.store.claim(session_id, owner=principal)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await close_unused(generator)
@@ -264,26 +302,45 @@ class Streamer:
     # -- consuming ----------------------------------------------------------------------
 
     async def open(
-        self, session_id: str, generator: Source | None = None, last_id: str | None = None
+        self,
+        session_id: str,
+        generator: Source | None = None,
+        last_id: str | None = None,
+        *,
+        principal: str | None = None,
     ) -> Subscription:
         """Start the stream if needed and open a subscription at ``last_id``, eagerly.
 
         Everything that can fail is checked before this returns, so an HTTP handler can
         still answer with an error status (see :func:`~resumable_sse.sse_response`).
         A ``last_id`` other than the start means "resume": it never starts a stream.
+        Close the subscription (``aclose()``) if you stop reading it early, to give back
+        its consumer slot at once.
 
         Raises:
             InvalidSessionIdError, InvalidEventIdError (and its subclasses),
-            SessionNotFoundError, HistoryTrimmedError, StoreFullError,
-            StoreUnavailableError, StreamerClosedError.
+            AccessDeniedError, SessionNotFoundError, HistoryTrimmedError,
+            TooManyConsumersError, StoreFullError, StoreUnavailableError,
+            StreamerClosedError.
         """
-        position = await self._position(session_id, generator, last_id)
-        subscription = Subscription(self.store, session_id, page_size=self._page_size)
-        return await subscription.open(position)
+        position = await self._prepare(session_id, generator, last_id, principal)
+        return await self._subscription(session_id).open(position)
 
-    async def _position(
-        self, session_id: str, generator: Source | None, last_id: str | None
+    def _subscription(
+        self, session_id: str, opener: Callable[[], Awaitable[EventId | None]] | None = None
+    ) -> Subscription:
+        return Subscription(
+            self.store, session_id, page_size=self._page_size, opener=opener, slots=self._slots
+        )
+
+    async def _prepare(
+        self,
+        session_id: str,
+        generator: Source | None,
+        last_id: str | None,
+        principal: str | None,
     ) -> EventId | None:
+        """Validate, start the stream if asked to, check read access; return the position."""
         try:
             validate_session_id(session_id)
             position = parse_last_event_id(last_id)
@@ -293,13 +350,19 @@ class Streamer:
             raise
         if generator is not None:
             if position is None:
-                await self.start(session_id, generator)
+                await self.start(session_id, generator, principal=principal)
             else:
                 await close_unused(generator)
+        await self._authorized("read", session_id, principal)
         return position
 
     def stream(
-        self, session_id: str, generator: Source, last_id: str | None = None
+        self,
+        session_id: str,
+        generator: Source,
+        last_id: str | None = None,
+        *,
+        principal: str | None = None,
     ) -> Subscription:
         """Stream a session: start it if it is new, then yield its events from ``last_id``.
 
@@ -312,14 +375,17 @@ class Streamer:
             generator: The content, used only if this call starts the stream.
             last_id: The client's ``Last-Event-ID``; ``None``, ``""`` or ``"0"`` for the
                 start. Exclusive: streaming resumes with the event after it.
+            principal: Who is asking (the app's user id), for the authorize policy.
         """
 
         async def opener() -> EventId | None:
-            return await self._position(session_id, generator, last_id)
+            return await self._prepare(session_id, generator, last_id, principal)
 
-        return Subscription(self.store, session_id, page_size=self._page_size, opener=opener)
+        return self._subscription(session_id, opener)
 
-    def resume(self, session_id: str, last_id: str | None = None) -> Subscription:
+    def resume(
+        self, session_id: str, last_id: str | None = None, *, principal: str | None = None
+    ) -> Subscription:
         """Like :meth:`stream`, for an existing stream only; never starts one.
 
         Raises (when iterated):
@@ -327,20 +393,23 @@ class Streamer:
         """
 
         async def opener() -> EventId | None:
-            return await self._position(session_id, None, last_id)
+            return await self._prepare(session_id, None, last_id, principal)
 
-        return Subscription(self.store, session_id, page_size=self._page_size, opener=opener)
+        return self._subscription(session_id, opener)
 
     # -- managing -----------------------------------------------------------------------
 
-    async def status(self, session_id: str) -> StreamStatus:
+    async def status(self, session_id: str, *, principal: str | None = None) -> StreamStatus:
         """Report a stream's state, event count and times.
 
         Raises:
+            AccessDeniedError: the authorize policy refused.
             SessionNotFoundError: there is no stream under this session id.
         """
         validate_session_id(session_id)
-        info = await self.store.info(session_id)
+        info = await self._authorized("status", session_id, principal)
+        if info is None:
+            info = await self.store.info(session_id)
         if info is None:
             raise SessionNotFoundError(f"no stream for session {session_id!r}")
         return StreamStatus(
@@ -351,9 +420,10 @@ class Streamer:
             updated_at=info.updated_at,
             last_event_id=f"{info.incarnation}-{info.last_seq}" if info.last_seq else None,
             cancel_requested=info.cancel_requested,
+            owner=info.owner,
         )
 
-    async def cancel(self, session_id: str) -> bool:
+    async def cancel(self, session_id: str, *, principal: str | None = None) -> bool:
         """Stop a running stream: its generator is closed and ``cancelled`` is stored.
 
         Works wherever the producer runs (any worker sharing the store). Idempotent.
@@ -362,22 +432,28 @@ class Streamer:
             ``True`` if the stream was running, ``False`` if it had already ended.
 
         Raises:
+            AccessDeniedError: the authorize policy refused.
             SessionNotFoundError: there is no stream under this session id.
         """
         validate_session_id(session_id)
-        if await self.store.info(session_id) is None:
+        info = await self._authorized("cancel", session_id, principal)
+        if info is None and await self.store.info(session_id) is None:
             raise SessionNotFoundError(f"no stream for session {session_id!r}")
         return await self.store.request_cancel(session_id)
 
-    async def delete(self, session_id: str) -> bool:
+    async def delete(self, session_id: str, *, principal: str | None = None) -> bool:
         """Delete a stream and its events, stopping its producer if it runs.
 
         Clients still reading it get :class:`~resumable_sse.SessionNotFoundError`.
 
         Returns:
             Whether a stream existed.
+
+        Raises:
+            AccessDeniedError: the authorize policy refused.
         """
         validate_session_id(session_id)
+        await self._authorized("delete", session_id, principal)
         producer = self._producers.get(session_id)
         if producer is not None:
             producer.stop("deleted")

@@ -454,7 +454,7 @@ class UnreachableStore(StreamStore):
     def _down(self) -> StoreUnavailableError:
         return StoreUnavailableError("the store cannot be reached")
 
-    async def claim(self, session_id: str) -> Claim | None:
+    async def claim(self, session_id: str, *, owner: str | None = None) -> Claim | None:
         raise self._down()
 
     async def append(

@@ -1,0 +1,69 @@
+"""Access control: who may start, read, inspect, cancel or delete a session.
+
+The streamer asks an ``authorize`` callable before each operation that names a
+*principal* (the app's user id, typically). The default, :func:`owner_only`, binds a
+stream to the principal that started it and lets only that principal near it. A denied
+request raises :class:`~resumable_sse.AccessDeniedError` with the same message whether
+the session exists or not, so a stranger learns nothing, not even that.
+
+Operations without a principal (trusted server-side code) are not checked by the
+default policy; a custom ``authorize`` sees them too, with ``principal=None``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from typing_extensions import final
+
+from ._exceptions import AccessDeniedError
+
+__all__ = ["AccessRequest", "Action", "Authorize", "check_access", "owner_only"]
+
+#: What a caller wants to do with a session.
+Action: TypeAlias = Literal["start", "read", "status", "cancel", "delete"]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """One access decision's inputs.
+
+    ``owner`` is the principal the stream was started by (``None`` if it was started
+    without one, or does not exist); ``exists`` says whether the stream exists.
+    """
+
+    action: Action
+    session_id: str
+    principal: str | None
+    owner: str | None
+    exists: bool
+
+
+#: Decides an :class:`AccessRequest`: ``True`` allows it. May be sync or async.
+Authorize: TypeAlias = Callable[[AccessRequest], bool | Awaitable[bool]]
+
+
+def owner_only(request: AccessRequest) -> bool:
+    """The default policy: a stream belongs to the principal that started it.
+
+    Anyone may start a new stream (it becomes theirs); only its owner may read, inspect,
+    cancel or delete it. Requests without a principal are trusted.
+    """
+    if request.principal is None:
+        return True
+    if request.action == "start" and not request.exists:
+        return True
+    return request.exists and request.owner == request.principal
+
+
+async def check_access(authorize: Authorize, request: AccessRequest) -> None:
+    """Raise :class:`AccessDeniedError` unless ``authorize`` allows ``request``."""
+    allowed = authorize(request)
+    if inspect.isawaitable(allowed):
+        allowed = await allowed
+    if not allowed:
+        raise AccessDeniedError("access denied")
