@@ -17,7 +17,11 @@ so ``except ResumableSSEError`` catches all of them::
     ├── TooManyConsumersError                   HTTP 429: consumer limit of a session or streamer
     ├── StoreUnavailableError                   HTTP 503: the backing store cannot be reached
     ├── LeaseLostError                          a producer lost its claim on the stream
-    └── StreamerClosedError                     the streamer was closed
+    ├── StreamerClosedError                     the streamer was closed
+    ├── client.StreamRequestError               the Python client got a final 4xx answer
+    └── client.ReconnectFailedError             the Python client gave up reconnecting
+
+The two client errors live in :mod:`resumable_sse.client`, which needs httpx.
 """
 
 from __future__ import annotations
