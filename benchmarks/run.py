@@ -11,9 +11,10 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks import scenarios_core, scenarios_http
+from benchmarks import scenarios_core, scenarios_http, scenarios_redis
 from benchmarks._report import Report
 from resumable_sse import MemoryStore
+from tests.redis_server import RedisServer
 
 
 async def main_async(quick: bool) -> Report:
@@ -25,6 +26,9 @@ async def main_async(quick: bool) -> Report:
     await scenarios_core.fan_out(report, 100 if quick else 1_000, 200 if quick else 1_000)
     await scenarios_core.many_sessions(report, 100 if quick else 1_000, 1.0 if quick else 5.0)
     await scenarios_core.memory(report, 500 if quick else 10_000, 20)
+    with RedisServer() as server:
+        await scenarios_redis.redis_and_peers(report, server.url, n)
+        await scenarios_redis.redis_memory(report, server.url, n)
     return report
 
 

@@ -1,0 +1,209 @@
+"""The Lua scripts of the Redis store: each store operation is one atomic script call.
+
+Every script gets the same three keys (one hash tag, so one Cluster slot) and the same
+first five arguments::
+
+    KEYS[1] meta hash   KEYS[2] log stream   KEYS[3] control list
+    ARGV[1] name of the "producer lost" event   ARGV[2] its data
+    ARGV[3] retention (ms)   ARGV[4] sliding TTL while running (ms)   ARGV[5] lease (ms)
+
+Time comes from the server (``TIME``), never from a client's clock. Any script that
+loads the meta hash also *reaps*: if the stream is running and its lease has expired,
+it appends the "producer lost" event and marks the stream ``error`` first. The scripts
+are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis with lupa), hence
+``math.floor`` and the ``unpack`` fallback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "CANCEL_CHECK", "CLAIM", "DELETE", "FINISH", "READ", "RENEW", "REQUEST_CANCEL"]
+
+_PRELUDE = """
+local META, LOG, CTL = KEYS[1], KEYS[2], KEYS[3]
+local RETENTION = math.max(tonumber(ARGV[3]), 1)
+local RUNNING_TTL = tonumber(ARGV[4])
+local LEASE = tonumber(ARGV[5])
+local unpack = table.unpack or unpack
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+
+local function expire_all(ms)
+  redis.call('PEXPIRE', META, ms)
+  redis.call('PEXPIRE', LOG, ms)
+  redis.call('PEXPIRE', CTL, ms)
+end
+
+-- m: 1 inc, 2 tok, 3 st, 4 first, 5 last, 6 created, 7 updated, 8 cancel, 9 lease,
+-- 10 lost, 11 owner
+local function load()
+  local m = redis.call('HMGET', META, 'inc', 'tok', 'st', 'first', 'last', 'c', 'u', 'cx',
+                       'le', 'lost', 'own')
+  if not m[1] then return nil end
+  if m[3] == 'running' and tonumber(m[9]) <= NOW then
+    local seq = tonumber(m[5]) + 1
+    redis.call('XADD', LOG, seq .. '-0', ARGV[1], ARGV[2])
+    redis.call('HSET', META, 'st', 'error', 'last', seq, 'u', NOW, 'lost', '1')
+    expire_all(RETENTION)
+    m[3], m[5], m[7], m[10] = 'error', tostring(seq), tostring(NOW), '1'
+  end
+  return m
+end
+
+local function owned(m, tok, inc)
+  return m ~= nil and m[2] == tok and m[1] == inc
+end
+"""
+
+#: ARGV[6] incarnation, [7] owner ('' for none). Returns the fencing token (a string),
+#: or nil if a stream exists.
+CLAIM = (
+    _PRELUDE
+    + """
+if load() then return false end
+redis.call('DEL', LOG, CTL)
+local tok = T[1] .. string.format('%06d', tonumber(T[2]))
+redis.call('HSET', META, 'inc', ARGV[6], 'tok', tok, 'st', 'running', 'first', '1',
+           'last', '0', 'c', NOW, 'u', NOW, 'cx', '0', 'le', NOW + LEASE)
+if ARGV[7] ~= '' then redis.call('HSET', META, 'own', ARGV[7]) end
+redis.call('PEXPIRE', META, RUNNING_TTL)
+return tok
+"""
+)
+
+#: ARGV[6] token, [7] incarnation, [8] first seq, [9] max_len (0: none), [10...] event,
+#: data pairs. The batch becomes one stream entry whose id is its last seq. Returns 1
+#: (written, or a retry that had landed) or 0 (lease lost / gap). The sliding TTL is
+#: extended by ``RENEW`` only (every lease / 3), not by every batch.
+APPEND = (
+    _PRELUDE
+    + """
+local m = load()
+if not owned(m, ARGV[6], ARGV[7]) or m[3] ~= 'running' then return 0 end
+local last = tonumber(m[5])
+local first = tonumber(ARGV[8])
+local top = first - 1 + math.floor((#ARGV - 9) / 2)
+if last == top then return 1 end
+if last ~= first - 1 then return 0 end
+redis.call('XADD', LOG, top .. '-0', unpack(ARGV, 10))
+redis.call('HSET', META, 'last', top, 'u', NOW, 'le', NOW + LEASE)
+if last == 0 then redis.call('PEXPIRE', LOG, RUNNING_TTL) end
+local cap = tonumber(ARGV[9])
+if cap > 0 and top > cap then
+  redis.call('XTRIM', LOG, 'MINID', (top - cap + 1) .. '-0')
+  local oldest = redis.call('XRANGE', LOG, '-', '+', 'COUNT', 1)[1]
+  local id = tonumber(string.match(oldest[1], '^%d+'))
+  redis.call('HSET', META, 'first', id - math.floor(#oldest[2] / 2) + 1)
+end
+return 1
+"""
+)
+
+#: ARGV[6] token, [7] incarnation, [8] state, [9] seq, [10] event, [11] data.
+#: Returns 1 (finished, or a retry that had landed) or 0 (lease lost).
+FINISH = (
+    _PRELUDE
+    + """
+local m = load()
+if not owned(m, ARGV[6], ARGV[7]) then return 0 end
+local seq = tonumber(ARGV[9])
+if m[3] == ARGV[8] and tonumber(m[5]) == seq and not m[10] then return 1 end
+if m[3] ~= 'running' or tonumber(m[5]) ~= seq - 1 then return 0 end
+redis.call('XADD', LOG, seq .. '-0', ARGV[10], ARGV[11])
+redis.call('HSET', META, 'st', ARGV[8], 'last', seq, 'u', NOW)
+expire_all(RETENTION)
+return 1
+"""
+)
+
+#: ARGV[6] after, [7] limit. Returns nil if there is no stream, else
+#: {inc, state, first, last, created, updated, cancel, lease, now, owner, start, e1, d1, ...}
+#: where ``start`` is the seq of the first event returned.
+READ = (
+    _PRELUDE
+    + """
+local m = load()
+if not m then return false end
+local out = {m[1], m[3], m[4], m[5], m[6], m[7], m[8], m[9], tostring(NOW), m[11] or '', 0}
+local after = tonumber(ARGV[6])
+local limit = tonumber(ARGV[7])
+local count = 0
+if limit > 0 and tonumber(m[5]) > after then
+  local from = '(' .. after .. '-0'
+  while count < limit do
+    local entries = redis.call('XRANGE', LOG, from, '+', 'COUNT', math.min(limit - count, 64))
+    if #entries == 0 then break end
+    for _, entry in ipairs(entries) do
+      local fields = entry[2]
+      local seq = tonumber(string.match(entry[1], '^%d+')) - math.floor(#fields / 2)
+      for i = 1, #fields, 2 do
+        seq = seq + 1
+        if seq > after and count < limit then
+          if count == 0 then out[11] = seq end
+          out[#out + 1] = fields[i]
+          out[#out + 1] = fields[i + 1]
+          count = count + 1
+        end
+      end
+      from = '(' .. entry[1]
+    end
+  end
+end
+return out
+"""
+)
+
+#: Returns 1 if the stream is running (its producer is told), else 0.
+REQUEST_CANCEL = (
+    _PRELUDE
+    + """
+local m = load()
+if not m or m[3] ~= 'running' then return 0 end
+if m[8] ~= '1' then
+  redis.call('HSET', META, 'cx', '1')
+  redis.call('LPUSH', CTL, '1')
+  redis.call('PEXPIRE', CTL, RUNNING_TTL)
+end
+return 1
+"""
+)
+
+#: ARGV[6] token, [7] incarnation. Returns 1 if the producer must stop (cancel
+#: requested, stream gone, re-claimed or ended without it), else 0.
+CANCEL_CHECK = (
+    _PRELUDE
+    + """
+local m = load()
+if not owned(m, ARGV[6], ARGV[7]) or m[8] == '1' or m[3] ~= 'running' then return 1 end
+return 0
+"""
+)
+
+#: ARGV[6] token, [7] incarnation. Returns 1 if the lease was extended, else 0.
+RENEW = (
+    _PRELUDE
+    + """
+local m = load()
+if not owned(m, ARGV[6], ARGV[7]) or m[3] ~= 'running' then return 0 end
+redis.call('HSET', META, 'le', NOW + LEASE)
+redis.call('PEXPIRE', META, RUNNING_TTL)
+redis.call('PEXPIRE', LOG, RUNNING_TTL)
+return 1
+"""
+)
+
+#: Returns 1 if a stream existed. Blocked readers and cancel waiters only wake when a
+#: key they block on gets data, so the deleted keys are replaced by short-lived
+#: tombstones: an entry after the log's end and an element in the control list.
+DELETE = (
+    _PRELUDE
+    + """
+local last = redis.call('HGET', META, 'last')
+if not last then return 0 end
+redis.call('DEL', META, LOG, CTL)
+redis.call('XADD', LOG, last .. '-1', 'deleted', '')
+redis.call('LPUSH', CTL, 'deleted')
+redis.call('PEXPIRE', LOG, 1000)
+redis.call('PEXPIRE', CTL, 1000)
+return 1
+"""
+)

@@ -1,0 +1,1 @@
+"""Small ASGI apps that tests run in child processes (see tests/servers.py)."""

@@ -1,0 +1,338 @@
+"""RedisStore behaviour beyond the contract: encodings, cost, expiry, faults, leases."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from resumable_sse import (
+    Entry,
+    LeaseLostError,
+    Page,
+    StoreUnavailableError,
+    Streamer,
+    StreamState,
+    get_streamer,
+)
+from resumable_sse._redis import RedisStore
+from tests.redis_server import RedisServer, require_redis, shared_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis-py runs on asyncio only
+
+
+@pytest.fixture
+def url() -> str:
+    return shared_server().url
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of this test's own, free to be killed or have its stats reset."""
+    server = RedisServer(appendonly=True)
+    try:
+        server.start()
+    except Exception as exc:
+        server.close()
+        require_redis(exc)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def fast_client(url: str, *, decode: bool = False, retries: int = 0) -> Redis:
+    """A client that reports a dead server at once instead of retrying for seconds."""
+    return Redis.from_url(url, decode_responses=decode, retry=Retry(NoBackoff(), retries))
+
+
+@asynccontextmanager
+async def redis_store(
+    url: str,
+    *,
+    decode: bool = False,
+    prefix: str | None = None,
+    retries: int = 0,
+    **options: Any,
+) -> AsyncIterator[RedisStore]:
+    client = fast_client(url, decode=decode, retries=retries)
+    store = RedisStore(client, prefix=prefix or f"t-{uuid.uuid4().hex[:12]}", **options)
+    try:
+        yield store
+    finally:
+        await client.aclose()
+
+
+async def read_until(store: RedisStore, session_id: str, after: int) -> Page | None:
+    while True:
+        page = await store.read(session_id, after, limit=1000, wait=True)
+        if page is None or page.events or page.info.state.finished:
+            return page
+
+
+async def collect(streamer: Streamer, session_id: str, source: Any) -> list[dict[str, str]]:
+    return [event async for event in streamer.stream(session_id, source)]
+
+
+@pytest.mark.parametrize("decode", [False, True], ids=["bytes", "decoded"])
+async def test_streams_round_trip_with_and_without_decode_responses(url: str, decode: bool) -> None:
+    """A Streamer on Redis delivers the same events whatever the client's decoding."""
+    items: list[object] = ["plain", "nul\x00 and 🦜", {"event": "tool", "data": {"a": 1}}, ""]
+    async with redis_store(url, decode=decode) as store, Streamer(store) as streamer:
+        events = await collect(streamer, "s1", items)
+    assert [(e["event"], e["data"]) for e in events] == [
+        ("message", "plain"),
+        ("message", "nul\x00 and 🦜"),
+        ("tool", '{"a":1}'),
+        ("message", ""),
+        ("end", ""),
+    ]
+    assert [e["id"].rsplit("-", 1)[1] for e in events] == ["1", "2", "3", "4", "5"]
+
+
+async def command_calls(client: Redis) -> dict[str, int]:
+    stats = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def test_a_fast_generator_costs_few_commands_per_event(own_server: RedisServer) -> None:
+    """10,000 tokens through the Streamer, producer and one reader, cost few commands.
+
+    Counted server-side (INFO commandstats), including the commands run inside scripts.
+    """
+    tokens = 10_000
+
+    async def fast() -> AsyncIterator[str]:
+        for i in range(tokens):
+            yield f"t{i} "
+
+    async with redis_store(own_server.url) as store:
+        admin = fast_client(own_server.url)
+        await admin.config_resetstat()
+        async with Streamer(store) as streamer:
+            events = await collect(streamer, "bench", fast())
+        calls = await command_calls(admin)
+        await admin.aclose()
+    assert len(events) == tokens + 1
+    calls.pop("info", None)
+    round_trips = sum(calls.get(c, 0) for c in ("evalsha", "eval", "xread", "blpop", "script"))
+    assert sum(calls.values()) / tokens < 0.2, calls
+    assert round_trips / tokens < 0.05, calls
+
+
+async def keys_and_ttls(client: Redis, prefix: str) -> dict[str, int]:
+    return {key.decode(): await client.pttl(key) async for key in client.scan_iter(f"{{{prefix}:*")}
+
+
+async def test_every_key_has_a_ttl_running_finished_and_deleted(url: str) -> None:
+    """No key lives forever: sliding TTL while running, retention after, short tombstones."""
+    async with redis_store(url, prefix="ttl", retention=30, lease=5) as store:
+        client = fast_client(url)
+        claim = await store.claim("s1")
+        assert claim is not None
+        await store.append("s1", claim, [Entry("message", "a")], first_seq=1)
+        assert await store.request_cancel("s1")
+        running = await keys_and_ttls(client, "ttl")
+        assert len(running) == 3
+        assert all(0 < ttl <= 35_000 for ttl in running.values()), running
+        await store.finish("s1", claim, StreamState.CANCELLED, Entry("cancelled", ""), seq=2)
+        finished = await keys_and_ttls(client, "ttl")
+        assert all(0 < ttl <= 30_000 for ttl in finished.values()), finished
+        assert await store.delete("s1")
+        tombstones = await keys_and_ttls(client, "ttl")
+        assert all(0 < ttl <= 1000 for ttl in tombstones.values()), tombstones
+        assert await store.info("s1") is None
+        await client.aclose()
+
+
+async def test_redis_errors_become_store_unavailable(own_server: RedisServer) -> None:
+    """With the server down every operation raises StoreUnavailableError from the cause."""
+    async with redis_store(own_server.url) as store:
+        claim = await store.claim("s1")
+        assert claim is not None
+        own_server.kill()
+        calls = [
+            store.claim("s2"),
+            store.append("s1", claim, [Entry("message", "a")], first_seq=1),
+            store.finish("s1", claim, StreamState.DONE, Entry("end", ""), seq=1),
+            store.read("s1", 0, limit=10, wait=True),
+            store.info("s1"),
+            store.request_cancel("s1"),
+            store.wait_cancel("s1", claim),
+            store.renew("s1", claim),
+            store.delete("s1"),
+        ]
+        for call in calls:
+            with pytest.raises(StoreUnavailableError) as caught:
+                await call
+            assert isinstance(caught.value.__cause__, RedisError)
+        own_server.start()
+        await store.append("s1", claim, [Entry("message", "a")], first_seq=1)  # AOF kept it
+        info = await store.info("s1")
+        assert info is not None
+        assert info.last_seq == 1
+
+
+async def test_a_dead_producer_is_reaped_when_its_lease_expires(url: str) -> None:
+    """A reader waiting on a stream whose producer stopped renewing gets a terminal error."""
+    async with redis_store(url, lease=0.3) as store:
+        claim = await store.claim("s1")
+        assert claim is not None
+        await store.append("s1", claim, [Entry("message", "a")], first_seq=1)
+        page = await read_until(store, "s1", 1)  # the producer never writes again
+        assert page is not None
+        assert page.info.state is StreamState.ERROR
+        assert [(e.seq, e.event) for e in page.events] == [(2, "error")]
+        assert json.loads(page.events[0].data)["code"] == "producer_lost"
+        with pytest.raises(LeaseLostError):  # the late producer is fenced off
+            await store.append("s1", claim, [Entry("message", "b")], first_seq=2)
+        with pytest.raises(LeaseLostError):
+            await store.renew("s1", claim)
+        with pytest.raises(LeaseLostError):
+            await store.finish("s1", claim, StreamState.ERROR, Entry("error", "{}"), seq=2)
+        assert await store.claim("s1") is None  # retained like any finished stream
+
+
+async def test_a_producer_that_paused_past_its_lease_cannot_write(url: str) -> None:
+    """The late writer itself finds the expired lease: its append is refused and reaps."""
+    async with redis_store(url, lease=0.2) as store:
+        claim = await store.claim("s1")
+        assert claim is not None
+        await anyio.sleep(0.4)  # the pause under test, not a wait for a result
+        with pytest.raises(LeaseLostError):
+            await store.append("s1", claim, [Entry("message", "late")], first_seq=1)
+        page = await store.read("s1", 0, limit=10, wait=False)
+        assert page is not None
+        assert [e.event for e in page.events] == ["error"]
+
+
+async def test_renewals_keep_an_idle_producer_alive(url: str) -> None:
+    """A generator idle for several lease times is not mistaken for a dead one."""
+
+    async def slow() -> AsyncIterator[str]:
+        yield "before"
+        await anyio.sleep(1.0)
+        yield "after"
+
+    async with redis_store(url, lease=0.3) as store, Streamer(store) as streamer:
+        events = await collect(streamer, "s1", slow())
+    assert [e["event"] for e in events] == ["message", "message", "end"]
+
+
+async def test_fencing_between_two_clients(url: str) -> None:
+    """A claim from one process is fenced off once another deletes and re-claims."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    async with redis_store(url, prefix=prefix) as a, redis_store(url, prefix=prefix) as b:
+        old = await a.claim("s1")
+        assert old is not None
+        assert await b.claim("s1") is None
+        assert await b.delete("s1")
+        new = await b.claim("s1")
+        assert new is not None
+        assert new.token > old.token
+        with pytest.raises(LeaseLostError):
+            await a.append("s1", old, [Entry("message", "stale")], first_seq=1)
+        with pytest.raises(LeaseLostError):
+            await a.renew("s1", old)
+        await b.append("s1", new, [Entry("message", "fresh")], first_seq=1)
+        page = await a.read("s1", 0, limit=10, wait=False)
+        assert page is not None
+        assert [e.data for e in page.events] == ["fresh"]
+
+
+async def test_claim_race_across_clients_has_one_winner(url: str) -> None:
+    """Concurrent claims through several connections and clients: exactly one wins."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    async with redis_store(url, prefix=prefix) as a, redis_store(url, prefix=prefix) as b:
+        wins: list[bool] = []
+
+        async def claim(store: RedisStore) -> None:
+            wins.append(await store.claim("race") is not None)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(claim, (a, b)[i % 2])
+    assert sum(wins) == 1
+
+
+async def test_cancel_reaches_a_producer_through_another_client(url: str) -> None:
+    """request_cancel on one client releases wait_cancel blocked on another."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    async with redis_store(url, prefix=prefix) as a, redis_store(url, prefix=prefix) as b:
+        claim = await a.claim("s1")
+        assert claim is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.wait_cancel, "s1", claim)
+            await anyio.wait_all_tasks_blocked()
+            assert await b.request_cancel("s1")
+        info = await a.info("s1")
+        assert info is not None
+        assert info.cancel_requested
+
+
+async def test_max_len_trims_whole_old_batches(url: str) -> None:
+    """With max_len the oldest batches go; first_seq says where history now starts."""
+    async with redis_store(url, max_len=5) as store:
+        claim = await store.claim("s1")
+        assert claim is not None
+        for first in (1, 4, 7, 10):
+            batch = [Entry("message", str(first + i)) for i in range(3)]
+            await store.append("s1", claim, batch, first_seq=first)
+        page = await store.read("s1", 0, limit=100, wait=False)
+        assert page is not None
+        assert page.info.first_seq > 1
+        assert [e.seq for e in page.events] == list(range(page.info.first_seq, 13))
+        assert [e.data for e in page.events] == [str(e.seq) for e in page.events]
+        assert len(page.events) >= 5
+
+
+async def test_get_streamer_builds_a_redis_streamer(url: str) -> None:
+    """The factory accepts a URL (and owns that client) or a client."""
+    streamer = get_streamer("redis", redis_url=url, retention=5)
+    async with streamer:
+        assert [e["event"] for e in await collect(streamer, uuid.uuid4().hex, ["x"])] == [
+            "message",
+            "end",
+        ]
+    await streamer.store.aclose()
+    client = fast_client(url, decode=True)
+    async with get_streamer("redis", redis_client=client) as streamer:
+        assert len(await collect(streamer, uuid.uuid4().hex, ["x", "y"])) == 3
+    await client.aclose()
+
+
+async def test_a_stream_survives_a_redis_crash_with_appendonly(own_server: RedisServer) -> None:
+    """Redis killed and restarted mid-stream: once back, nothing is lost or repeated."""
+    gate = anyio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        for i in range(50):
+            yield str(i)
+        await gate.wait()
+        for i in range(50, 100):
+            yield str(i)
+
+    # One retry: the first command on a pooled connection the restart broke reconnects.
+    async with redis_store(own_server.url, retries=1) as store, Streamer(store) as streamer:
+        subscription = streamer.stream("s1", source())
+        first = [await subscription.__anext__() for _ in range(50)]
+        own_server.restart()
+        gate.set()
+        rest = [event async for event in streamer.resume("s1", first[-1]["id"])]
+    data = [e["data"] for e in first + rest]
+    assert data == [str(i) for i in range(100)] + [""]
+    assert rest[-1]["event"] == "end"
