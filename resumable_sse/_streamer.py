@@ -69,6 +69,11 @@ class Streamer:
         page_size: Events a consumer reads from the store at a time (default 512).
         shutdown_timeout: Seconds :meth:`aclose` waits for streams to store their
             terminal event before cancelling them outright (default 5).
+        store_retry_deadline: Seconds a producer keeps retrying a write while the store
+            is unavailable (default 30). Retries never duplicate events. Past it, the
+            generator is closed and the stream ends with ``error`` (code
+            ``store_unavailable``) once the store can take that event; a store with
+            leases ends it as ``producer_lost`` if it cannot.
         authorize: Decides who may start, read, inspect, cancel or delete a session
             when a ``principal`` is given; :func:`~resumable_sse.owner_only` by default.
         max_consumers_per_session: Concurrent subscriptions one session may have in
@@ -91,6 +96,7 @@ class Streamer:
         error_message: Callable[[BaseException], str] | None = None,
         page_size: int = 512,
         shutdown_timeout: float = 5.0,
+        store_retry_deadline: float = 30.0,
         authorize: Authorize = owner_only,
         max_consumers_per_session: int = 100,
         max_consumers: int = 10_000,
@@ -108,6 +114,7 @@ class Streamer:
             max_events=max_events,
             max_bytes=max_bytes,
             max_event_bytes=max_event_bytes,
+            store_retry_deadline=store_retry_deadline,
         )
         if error_message is not None:
             settings = dataclasses.replace(settings, error_message=error_message)

@@ -1,0 +1,222 @@
+"""Redis outages seen by a producer, and a Sentinel-managed client.
+
+A producer whose writes fail retries with backoff: a short outage loses and repeats
+nothing; one longer than ``store_retry_deadline`` ends the stream with an ``error``
+event once Redis is back. Progress is observed through the library's own log records
+(an event set by a logging handler), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+from resumable_sse import Streamer, get_streamer
+from resumable_sse._redis import RedisStore
+from tests.redis_server import RedisServer, require_redis
+from tests.servers import free_port
+
+pytestmark = pytest.mark.anyio
+
+Event = dict[str, str]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis-py runs on asyncio only
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    server = RedisServer(appendonly=True)
+    try:
+        server.start()
+    except Exception as exc:
+        server.close()
+        require_redis(exc)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class LogSignal(logging.Handler):
+    """Sets an anyio event when the library logs a message containing ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.needle = needle
+        self.seen = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.seen.set()
+
+
+@pytest.fixture
+def log_signal() -> Iterator[type[LogSignal]]:
+    logger = logging.getLogger("resumable_sse")
+    added: list[LogSignal] = []
+
+    class Bound(LogSignal):
+        def __init__(self, needle: str) -> None:
+            super().__init__(needle)
+            logger.addHandler(self)
+            added.append(self)
+
+    try:
+        yield Bound
+    finally:
+        for handler in added:
+            logger.removeHandler(handler)
+
+
+def client(url: str) -> Redis:
+    # One quick retry: the first command on a connection that the restart broke
+    # reconnects instead of failing.
+    return Redis.from_url(url, retry=Retry(NoBackoff(), 1))
+
+
+def gated(gate: anyio.Event) -> AsyncIterator[str]:
+    async def source() -> AsyncIterator[str]:
+        for i in range(20):
+            yield str(i)
+        await gate.wait()
+        for i in range(20, 40):
+            yield str(i)
+
+    return source()
+
+
+async def first_events(streamer: Streamer, source: AsyncIterator[str]) -> list[Event]:
+    subscription = await streamer.open("s1", source)
+    events = [await subscription.__anext__() for _ in range(20)]
+    await subscription.aclose()
+    return events
+
+
+async def test_a_short_outage_loses_and_repeats_nothing(
+    server: RedisServer, log_signal: type[LogSignal]
+) -> None:
+    """Writes made while Redis is down are retried and land once, in order."""
+    redis = client(server.url)
+    store = RedisStore(redis, prefix=f"o-{uuid.uuid4().hex[:8]}")
+    retrying = log_signal("store unavailable, retrying")
+    gate = anyio.Event()
+    async with Streamer(store, store_retry_deadline=60) as streamer:
+        first = await first_events(streamer, gated(gate))
+        await anyio.to_thread.run_sync(server.kill)
+        gate.set()
+        await retrying.seen.wait()  # the producer hit the outage and is retrying
+        await anyio.to_thread.run_sync(server.start)
+        rest = [event async for event in streamer.resume("s1", first[-1]["id"])]
+    await redis.aclose()
+    assert [e["data"] for e in first + rest] == [str(i) for i in range(40)] + [""]
+    assert rest[-1]["event"] == "end"
+    seqs = [int(e["id"].rsplit("-", 1)[1]) for e in first + rest]
+    assert seqs == list(range(1, 42))
+
+
+async def test_an_outage_past_the_deadline_ends_the_stream_with_an_error(
+    server: RedisServer, log_signal: type[LogSignal]
+) -> None:
+    """A producer that cannot write for longer than its deadline gives up; once Redis is
+    back, readers get everything stored before the outage and then an error event."""
+    redis = client(server.url)
+    store = RedisStore(redis, prefix=f"o-{uuid.uuid4().hex[:8]}", lease=1.0)
+    gave_up = log_signal("writing to the store failed")
+    gate = anyio.Event()
+    async with Streamer(store, store_retry_deadline=0.2) as streamer:
+        first = await first_events(streamer, gated(gate))
+        await anyio.to_thread.run_sync(server.kill)
+        gate.set()
+        await gave_up.seen.wait()
+        await anyio.to_thread.run_sync(server.start)
+        rest = [event async for event in streamer.resume("s1", first[-1]["id"])]
+    await redis.aclose()
+    assert [e["data"] for e in first] == [str(i) for i in range(20)]
+    assert [e["event"] for e in rest] == ["error"]
+    assert json.loads(rest[0]["data"])["code"] in {"store_unavailable", "producer_lost"}
+
+
+class SentinelServer:
+    """A ``redis-server --sentinel`` watching one master."""
+
+    def __init__(self, master: RedisServer) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="rsse-sentinel-"))
+        conf = self.dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor main 127.0.0.1 {master.port} 1\n"
+        )
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not on PATH")
+        self.proc = subprocess.Popen(
+            [binary, str(conf), "--sentinel"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        lines: list[str] = []
+        for line in self.proc.stdout:  # blocks on the sentinel's own log
+            lines.append(line)
+            if "+monitor master" in line:
+                break
+        else:
+            self.close()
+            raise RuntimeError("sentinel exited before it monitored the master:\n" + "".join(lines))
+        stdout = self.proc.stdout
+        threading.Thread(target=lambda: list(stdout), daemon=True).start()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def test_a_sentinel_managed_client_works(server: RedisServer) -> None:
+    """get_streamer accepts a client from Sentinel.master_for and streams through it."""
+    try:
+        sentinel_server = SentinelServer(server)
+    except Exception as exc:
+        require_redis(exc)
+        raise
+    try:
+        sentinel = Sentinel([("127.0.0.1", sentinel_server.port)])  # type: ignore[no-untyped-call]
+        master = sentinel.master_for("main")
+        async with get_streamer(backend="redis", redis_client=master) as streamer:
+
+            async def words() -> AsyncIterator[str]:
+                for word in ("through", "sentinel"):
+                    yield word
+
+            events = [event async for event in streamer.stream("s1", words())]
+            again = [event async for event in streamer.resume("s1", events[0]["id"])]
+        await master.aclose()
+        for sentinel_client in sentinel.sentinels:
+            await sentinel_client.aclose()
+    finally:
+        sentinel_server.close()
+    assert [e["data"] for e in events] == ["through", "sentinel", ""]
+    assert again == events[1:]
