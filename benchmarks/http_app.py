@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +21,19 @@ streamer = Streamer(MemoryStore(max_streams=100_000), max_events=1_000_000)
 async def tokens(n: int) -> AsyncIterator[str]:
     for _ in range(n):
         yield "tokn"
+
+
+async def paced_tokens(n: int, rate: float) -> AsyncIterator[str]:
+    """An LLM's pace: each token carries the monotonic time it was yielded at."""
+    for _ in range(n):
+        await anyio.sleep(1 / rate)
+        yield repr(time.monotonic())
+
+
+async def paced(request: Request) -> Response:
+    n, rate = int(request.query_params["n"]), float(request.query_params["rate"])
+    session_id = request.query_params["session_id"]
+    return await sse_response(streamer, request, session_id, lambda: paced_tokens(n, rate))
 
 
 async def plain(request: Request) -> Response:
@@ -45,4 +60,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
 
 
-app = Starlette(routes=[Route("/plain", plain), Route("/ours", ours)], lifespan=lifespan)
+app = Starlette(
+    routes=[Route("/plain", plain), Route("/ours", ours), Route("/paced", paced)],
+    lifespan=lifespan,
+)

@@ -25,6 +25,7 @@ async def main_async(quick: bool) -> Report:
     await scenarios_core.resume(report, 10_000 if quick else 100_000)
     await scenarios_core.fan_out(report, 100 if quick else 1_000, 200 if quick else 1_000)
     await scenarios_core.many_sessions(report, 100 if quick else 1_000, 1.0 if quick else 5.0)
+    await scenarios_http.sessions_over_http(report, 20 if quick else 200, 1.0 if quick else 5.0)
     await scenarios_core.memory(report, 500 if quick else 10_000, 20)
     with RedisServer() as server:
         await scenarios_redis.redis_and_peers(report, server.url, n)

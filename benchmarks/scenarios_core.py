@@ -143,7 +143,8 @@ async def fan_out(report: Report, consumers: int, n: int) -> None:
         async for _ in streamer.resume("fan"):
             received += 1
 
-    async with Streamer(MemoryStore(), max_events=n + 10) as streamer:
+    store = MemoryStore()
+    async with Streamer(store, max_events=n + 10, max_consumers_per_session=consumers) as streamer:
         await streamer.start("fan", paced)
         async with anyio.create_task_group() as tg:
             for _ in range(consumers):

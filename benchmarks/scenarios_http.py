@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import anyio
 import httpx
 from httpx_sse import aconnect_sse
 
@@ -80,3 +81,34 @@ async def end_to_end(report: Report, n: int, rounds: int = 5) -> None:
             o / p <= 1.15,
         )
     )
+
+
+async def sessions_over_http(
+    report: Report, sessions: int, seconds: float, rate: float = 30.0
+) -> None:
+    """Scenario 5 over HTTP: many sessions at an LLM's pace through one uvicorn worker."""
+    per_session = int(seconds * rate)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=sessions + 10, max_keepalive_connections=sessions + 10)
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        params = {"n": str(per_session), "rate": str(rate), "session_id": f"paced-{i}"}
+        async with aconnect_sse(client, "GET", "/paced", params=params) as source:
+            async for event in source.aiter_sse():
+                if event.event == "message":
+                    latencies.append(time.monotonic() - float(event.data))
+
+    with server("benchmarks.http_app:app") as url:
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client,
+            anyio.create_task_group() as tg,
+        ):
+            for i in range(sessions):
+                tg.start_soon(one, client, i)
+    assert len(latencies) == sessions * per_session, len(latencies)
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1e3
+    p99 = latencies[int(len(latencies) * 0.99)] * 1e3
+    name = f"{sessions} sessions x {rate:.0f} tok/s over HTTP, one worker"
+    report.add(Figure("5 sessions", f"{name}: p50 latency", p50, "ms"))
+    report.add(Figure("5 sessions", f"{name}: p99 latency", p99, "ms"))

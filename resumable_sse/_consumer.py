@@ -18,6 +18,8 @@ from ._store import StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
+_FIRST_PAGE = 32
+
 
 @final
 class ConsumerSlots:
@@ -127,7 +129,10 @@ class Subscription:
         return self
 
     async def _first_page(self, position: EventId | None, after: int) -> None:
-        page = await self._store.read(self._session_id, after, limit=self._page_size, wait=False)
+        # A short first page: the first event goes out as soon as possible, whatever the
+        # position; later pages are full-sized.
+        first_limit = min(self._page_size, _FIRST_PAGE)
+        page = await self._store.read(self._session_id, after, limit=first_limit, wait=False)
         if page is None:
             raise SessionNotFoundError(f"no stream for session {self._session_id!r}")
         info = page.info
