@@ -17,13 +17,21 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import pytest
 
 from tests.servers import free_port
 
-__all__ = ["RedisServer", "require_redis", "shared_server"]
+__all__ = [
+    "RedisClusterServers",
+    "RedisServer",
+    "require_redis",
+    "shared_cluster",
+    "shared_server",
+    "started_server",
+]
 
 _READY = "Ready to accept connections"
 
@@ -162,8 +170,25 @@ def require_redis(exc: BaseException) -> None:
     pytest.skip(f"redis-server could not be started: {exc}")
 
 
-_shared: RedisServer | None = None
-_shared_error: BaseException | None = None
+_started: dict[str, RedisServer | RedisClusterServers | BaseException] = {}
+
+
+def _started_once(name: str, make: Callable[[], RedisServer | RedisClusterServers]) -> object:
+    """Start the shared server ``name`` on first use; stopped when the test process exits."""
+    if name not in _started:
+        server = make()
+        try:
+            server.start()
+        except Exception as exc:
+            server.close()
+            _started[name] = exc
+        else:
+            _started[name] = server
+            atexit.register(server.close)
+    found = _started[name]
+    if isinstance(found, BaseException):
+        require_redis(found)
+    return found
 
 
 def shared_server() -> RedisServer:
@@ -172,22 +197,24 @@ def shared_server() -> RedisServer:
     Tests keep apart by key prefix. It is stopped when the test process exits (and
     killed by the kernel if the test process dies first).
     """
-    global _shared, _shared_error
-    if _shared is None and _shared_error is None:
-        server = RedisServer()
-        try:
-            server.start()
-        except Exception as exc:
-            server.close()
-            _shared_error = exc
-        else:
-            _shared = server
-            atexit.register(server.close)
-    if _shared is None:
-        assert _shared_error is not None
-        require_redis(_shared_error)
-    assert _shared is not None
-    return _shared
+    server = _started_once("server", RedisServer)
+    assert isinstance(server, RedisServer)
+    return server
+
+
+@contextmanager
+def started_server(*, appendonly: bool = True) -> Iterator[RedisServer]:
+    """A server of the caller's own, free to be killed, restarted or have its stats reset."""
+    server = RedisServer(appendonly=appendonly)
+    try:
+        server.start()
+    except Exception as exc:
+        server.close()
+        require_redis(exc)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def _cluster_port() -> int:
@@ -240,25 +267,8 @@ class RedisClusterServers:
             node.close()
 
 
-_cluster: RedisClusterServers | None = None
-_cluster_error: BaseException | None = None
-
-
 def shared_cluster() -> RedisClusterServers:
     """The one three-master cluster shared by the ``cluster`` store harness."""
-    global _cluster, _cluster_error
-    if _cluster is None and _cluster_error is None:
-        cluster = RedisClusterServers()
-        try:
-            cluster.start()
-        except Exception as exc:
-            cluster.close()
-            _cluster_error = exc
-        else:
-            _cluster = cluster
-            atexit.register(cluster.close)
-    if _cluster is None:
-        assert _cluster_error is not None
-        require_redis(_cluster_error)
-    assert _cluster is not None
-    return _cluster
+    cluster = _started_once("cluster", RedisClusterServers)
+    assert isinstance(cluster, RedisClusterServers)
+    return cluster

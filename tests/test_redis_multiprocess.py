@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import anyio
 import httpx
@@ -16,8 +17,8 @@ import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 from redis.asyncio import Redis
 
-from tests.redis_server import RedisServer, require_redis, shared_server
-from tests.servers import serve_in_process
+from tests.redis_server import shared_server, started_server
+from tests.servers import ServerProcess, serve_in_process
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -60,6 +61,21 @@ async def open_gate(url: str, prefix: str, sid: str) -> None:
         await client.aclose()
 
 
+@contextmanager
+def two_workers(
+    url: str, prefix: str, *, lease: float | None = None
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two uvicorn worker processes of tests/apps/redis_app.py sharing one Redis."""
+    env = {"RSSE_REDIS_URL": url, "RSSE_PREFIX": prefix}
+    if lease is not None:
+        env["RSSE_LEASE"] = str(lease)
+    with (
+        serve_in_process("tests.apps.redis_app:app", env=env) as a,
+        serve_in_process("tests.apps.redis_app:app", env=env) as b,
+    ):
+        yield a, b
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
@@ -72,11 +88,7 @@ async def test_start_on_one_worker_and_resume_exactly_the_rest_on_another(
     """A client starts on A, drops after 20 events, resumes on B: exactly the rest."""
     url = shared_server().url
     prefix = f"mp-{uuid.uuid4().hex[:10]}"
-    env = {"RSSE_REDIS_URL": url, "RSSE_PREFIX": prefix}
-    with (
-        serve_in_process("tests.apps.redis_app:app", env=env) as a,
-        serve_in_process("tests.apps.redis_app:app", env=env) as b,
-    ):
+    with two_workers(url, prefix) as (a, b):
         head = await read_events(http, f"{a.url}/stream/s1?n=40&hold=20", count=20)
         await open_gate(url, prefix, "s1")
         rest = await read_events(http, f"{b.url}/stream/s1?n=40", last_id=head[-1].id)
@@ -92,11 +104,7 @@ async def test_twenty_clients_over_two_workers_share_one_generator_run(
     """20 clients hitting both workers at once all get the same stream; it ran once."""
     url = shared_server().url
     prefix = f"mp-{uuid.uuid4().hex[:10]}"
-    env = {"RSSE_REDIS_URL": url, "RSSE_PREFIX": prefix}
-    with (
-        serve_in_process("tests.apps.redis_app:app", env=env) as a,
-        serve_in_process("tests.apps.redis_app:app", env=env) as b,
-    ):
+    with two_workers(url, prefix) as (a, b):
         results: list[list[ServerSentEvent]] = []
 
         async def client(base: str) -> None:
@@ -119,11 +127,7 @@ async def test_kill_9_of_the_producing_worker_ends_streams_with_an_error(
 ) -> None:
     """The producing worker dies; a client waiting on B gets ``error: producer_lost``."""
     url = shared_server().url
-    env = {"RSSE_REDIS_URL": url, "RSSE_PREFIX": f"mp-{uuid.uuid4().hex[:10]}", "RSSE_LEASE": "1"}
-    with (
-        serve_in_process("tests.apps.redis_app:app", env=env) as a,
-        serve_in_process("tests.apps.redis_app:app", env=env) as b,
-    ):
+    with two_workers(url, f"mp-{uuid.uuid4().hex[:10]}", lease=1) as (a, b):
         head = await read_events(http, f"{a.url}/stream/s1?n=10&hold=5", count=5)
         tail: list[ServerSentEvent] = []
 
@@ -143,11 +147,7 @@ async def test_cancel_on_one_worker_stops_the_generator_on_another(
 ) -> None:
     """POST /cancel on B stops an idle generator running on A; A's client sees it."""
     url = shared_server().url
-    env = {"RSSE_REDIS_URL": url, "RSSE_PREFIX": f"mp-{uuid.uuid4().hex[:10]}"}
-    with (
-        serve_in_process("tests.apps.redis_app:app", env=env) as a,
-        serve_in_process("tests.apps.redis_app:app", env=env) as b,
-    ):
+    with two_workers(url, f"mp-{uuid.uuid4().hex[:10]}") as (a, b):
         events: list[ServerSentEvent] = []
         started = anyio.Event()
 
@@ -193,25 +193,13 @@ async def test_redis_restart_with_appendonly_loses_and_repeats_nothing(
     http: httpx.AsyncClient,
 ) -> None:
     """Redis is killed and restarted mid-stream; the resumed client gets exactly the rest."""
-    server = RedisServer(appendonly=True)
-    try:
-        server.start()
-    except Exception as exc:
-        server.close()
-        require_redis(exc)
-    prefix = f"mp-{uuid.uuid4().hex[:10]}"
-    env = {"RSSE_REDIS_URL": server.url, "RSSE_PREFIX": prefix}
-    try:
-        with (
-            serve_in_process("tests.apps.redis_app:app", env=env) as a,
-            serve_in_process("tests.apps.redis_app:app", env=env) as b,
-        ):
+    with started_server() as server:
+        prefix = f"mp-{uuid.uuid4().hex[:10]}"
+        with two_workers(server.url, prefix) as (a, b):
             head = await read_events(http, f"{a.url}/stream/s1?n=60&hold=30", count=30)
             server.restart()  # kill -9, then start on the same port and files
             await open_gate(server.url, prefix, "s1")
             rest = await read_to_end(http, [b.url, a.url], "/stream/s1", head[-1].id)
-    finally:
-        server.close()
     data = [e.data for e in head + rest]
     assert data == [str(i) for i in range(60)] + [""]
     assert rest[-1].event == "end"

@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 
 from resumable_sse import Streamer, get_streamer
 from resumable_sse._redis import RedisStore
-from tests.redis_server import RedisServer, require_redis
+from tests.redis_server import RedisServer, require_redis, started_server
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -42,16 +42,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:
-    server = RedisServer(appendonly=True)
-    try:
-        server.start()
-    except Exception as exc:
-        server.close()
-        require_redis(exc)
-    try:
+    """A server of this test's own, free to be killed or have its stats reset."""
+    with started_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 class LogSignal(logging.Handler):

@@ -25,7 +25,7 @@ from resumable_sse import (
     get_streamer,
 )
 from resumable_sse._redis import RedisStore
-from tests.redis_server import RedisServer, require_redis, shared_server
+from tests.redis_server import RedisServer, shared_server, started_server
 
 pytestmark = pytest.mark.anyio
 
@@ -43,16 +43,8 @@ def url() -> str:
 @pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A server of this test's own, free to be killed or have its stats reset."""
-    server = RedisServer(appendonly=True)
-    try:
-        server.start()
-    except Exception as exc:
-        server.close()
-        require_redis(exc)
-    try:
+    with started_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 def fast_client(url: str, *, decode: bool = False, retries: int = 0) -> Redis:
