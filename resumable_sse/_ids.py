@@ -66,7 +66,7 @@ def parse_last_event_id(raw: str | None) -> EventId | None:
     """
     if raw is None:
         return None
-    value = raw.strip()
+    value = raw.strip(" \t")  # HTTP's optional whitespace only, not all of Unicode's
     if value in _START_IDS:
         return None
     match = _EVENT_ID.fullmatch(value)
