@@ -7,6 +7,12 @@ first five arguments::
     ARGV[1] name of the "producer lost" event   ARGV[2] its data
     ARGV[3] retention (ms)   ARGV[4] sliding TTL while running (ms)   ARGV[5] lease (ms)
 
+The log holds one stream entry per batch: its id is the batch's last sequence number
+(``<seq>-0``) and its fields are ``n`` (the number of events) and ``b`` (the events,
+encoded by the client as one JSON array ``[event, data, event, data, ...]``). Only the
+reaper writes ``b`` itself (with cjson); otherwise scripts never look inside it, so a
+batch costs the same few commands and one argument whatever its size.
+
 Time comes from the server (``TIME``), never from a client's clock. Any script that
 loads the meta hash also *reaps*: if the stream is running and its lease has expired,
 it appends the "producer lost" event and marks the stream ``error`` first. The scripts
@@ -41,7 +47,7 @@ local function load()
   if not m[1] then return nil end
   if m[3] == 'running' and tonumber(m[9]) <= NOW then
     local seq = tonumber(m[5]) + 1
-    redis.call('XADD', LOG, seq .. '-0', ARGV[1], ARGV[2])
+    redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', cjson.encode({ARGV[1], ARGV[2]}))
     redis.call('HSET', META, 'st', 'error', 'last', seq, 'u', NOW, 'lost', '1')
     expire_all(RETENTION)
     m[3], m[5], m[7], m[10] = 'error', tostring(seq), tostring(NOW), '1'
@@ -70,10 +76,10 @@ return tok
 """
 )
 
-#: ARGV[6] token, [7] incarnation, [8] first seq, [9] max_len (0: none), [10...] event,
-#: data pairs. The batch becomes one stream entry whose id is its last seq. Returns 1
-#: (written, or a retry that had landed) or 0 (lease lost / gap). The sliding TTL is
-#: extended by ``RENEW`` only (every lease / 3), not by every batch.
+#: ARGV[6] token, [7] incarnation, [8] first seq, [9] max_len (0: none), [10] number
+#: of events, [11] the encoded batch. Returns 1 (written, or a retry that had landed) or
+#: 0 (lease lost / gap). The sliding TTL is extended by ``RENEW`` only (every lease / 3),
+#: not by every batch.
 APPEND = (
     _PRELUDE
     + """
@@ -81,10 +87,10 @@ local m = load()
 if not owned(m, ARGV[6], ARGV[7]) or m[3] ~= 'running' then return 0 end
 local last = tonumber(m[5])
 local first = tonumber(ARGV[8])
-local top = first - 1 + math.floor((#ARGV - 9) / 2)
+local top = first - 1 + tonumber(ARGV[10])
 if last == top then return 1 end
 if last ~= first - 1 then return 0 end
-redis.call('XADD', LOG, top .. '-0', unpack(ARGV, 10))
+redis.call('XADD', LOG, top .. '-0', 'n', ARGV[10], 'b', ARGV[11])
 redis.call('HSET', META, 'last', top, 'u', NOW, 'le', NOW + LEASE)
 if last == 0 then redis.call('PEXPIRE', LOG, RUNNING_TTL) end
 local cap = tonumber(ARGV[9])
@@ -92,13 +98,14 @@ if cap > 0 and top > cap then
   redis.call('XTRIM', LOG, 'MINID', (top - cap + 1) .. '-0')
   local oldest = redis.call('XRANGE', LOG, '-', '+', 'COUNT', 1)[1]
   local id = tonumber(string.match(oldest[1], '^%d+'))
-  redis.call('HSET', META, 'first', id - math.floor(#oldest[2] / 2) + 1)
+  redis.call('HSET', META, 'first', id - tonumber(oldest[2][2]) + 1)
 end
 return 1
 """
 )
 
-#: ARGV[6] token, [7] incarnation, [8] state, [9] seq, [10] event, [11] data.
+#: ARGV[6] token, [7] incarnation, [8] state, [9] seq, [10] the terminal event, encoded
+#: as a one-event batch.
 #: Returns 1 (finished, or a retry that had landed) or 0 (lease lost).
 FINISH = (
     _PRELUDE
@@ -108,42 +115,39 @@ if not owned(m, ARGV[6], ARGV[7]) then return 0 end
 local seq = tonumber(ARGV[9])
 if m[3] == ARGV[8] and tonumber(m[5]) == seq and not m[10] then return 1 end
 if m[3] ~= 'running' or tonumber(m[5]) ~= seq - 1 then return 0 end
-redis.call('XADD', LOG, seq .. '-0', ARGV[10], ARGV[11])
+redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', ARGV[10])
 redis.call('HSET', META, 'st', ARGV[8], 'last', seq, 'u', NOW)
 expire_all(RETENTION)
 return 1
 """
 )
 
-#: ARGV[6] after, [7] limit. Returns nil if there is no stream, else
-#: {inc, state, first, last, created, updated, cancel, lease, now, owner, start, e1, d1, ...}
-#: where ``start`` is the seq of the first event returned.
+#: ARGV[6] after, [7] limit (0: state only). Returns nil if there is no stream, else
+#: {inc, state, first, last, created, updated, cancel, lease, now, owner} followed, for
+#: each batch holding events after ``after`` until ``limit`` of them are covered, by
+#: its last seq, its number of events and its encoded events.
 READ = (
     _PRELUDE
     + """
 local m = load()
 if not m then return false end
-local out = {m[1], m[3], m[4], m[5], m[6], m[7], m[8], m[9], tostring(NOW), m[11] or '', 0}
+local out = {m[1], m[3], m[4], m[5], m[6], m[7], m[8], m[9], tostring(NOW), m[11] or ''}
 local after = tonumber(ARGV[6])
 local limit = tonumber(ARGV[7])
 local count = 0
 if limit > 0 and tonumber(m[5]) > after then
   local from = '(' .. after .. '-0'
   while count < limit do
-    local entries = redis.call('XRANGE', LOG, from, '+', 'COUNT', math.min(limit - count, 64))
+    local entries = redis.call('XRANGE', LOG, from, '+', 'COUNT', 16)
     if #entries == 0 then break end
     for _, entry in ipairs(entries) do
-      local fields = entry[2]
-      local seq = tonumber(string.match(entry[1], '^%d+')) - math.floor(#fields / 2)
-      for i = 1, #fields, 2 do
-        seq = seq + 1
-        if seq > after and count < limit then
-          if count == 0 then out[11] = seq end
-          out[#out + 1] = fields[i]
-          out[#out + 1] = fields[i + 1]
-          count = count + 1
-        end
-      end
+      if count >= limit then break end
+      local top = tonumber(string.match(entry[1], '^%d+'))
+      local n = tonumber(entry[2][2])
+      count = count + math.min(n, top - after)
+      out[#out + 1] = top
+      out[#out + 1] = n
+      out[#out + 1] = entry[2][4]
       from = '(' .. entry[1]
     end
   end
