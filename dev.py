@@ -3,6 +3,7 @@
     python3 dev.py demo [--port 8000]   run the demo on http://127.0.0.1:8000
     python3 dev.py test [pytest args]   run the whole test suite
     python3 dev.py lint                 ruff and mypy
+    python3 dev.py bench [--quick]      every benchmark: a table, JSON and a chart
 
 Each command first makes ``.venv`` (once) and installs the project into it with its
 ``dev`` extra (again whenever pyproject.toml changes).
@@ -44,7 +45,7 @@ def ensure_venv() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "lint"}:
+    if not argv or argv[0] not in {"demo", "test", "lint", "bench"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -54,6 +55,8 @@ def main(argv: list[str]) -> int:
             run(PYTHON, "-m", "resumable_sse", "demo", *rest)
         elif command == "test":
             run(PYTHON, "-m", "pytest", *rest)
+        elif command == "bench":
+            run(PYTHON, "-m", "benchmarks.run", *rest)
         else:
             run(BIN / "ruff", "check", ".")
             run(BIN / "ruff", "format", "--check", ".")

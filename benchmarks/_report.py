@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -72,44 +73,52 @@ class Report:
         return "\n".join(lines)
 
     def write_svg(self, path: Path) -> None:
-        """A horizontal bar chart of every figure that has a ratio."""
-        rows = [f for f in self.figures if f.ratio is not None]
-        width, left, bar_h, gap = 900, 420, 18, 8
-        top = 50
+        """A bar chart of every figure with a ratio, on a log scale centred on 1x.
+
+        Each ratio is ours / baseline: a bar to the left of 1x means ours costs less
+        (or takes less time), to the right that it costs more.
+        """
+        rows = [f for f in self.figures if f.ratio]
+        width, left, right, bar_h, gap, top = 960, 430, 90, 18, 8, 62
         height = top + len(rows) * (bar_h + gap) + 40
-        top_ratio = max([f.ratio or 0 for f in rows] + [2.0])
-        scale = (width - left - 80) / top_ratio
+        ratios = [f.ratio or 1.0 for f in rows]
+        lo = math.log10(min([*ratios, 0.5]) / 1.5)
+        hi = math.log10(max([*ratios, 2.0]) * 1.5)
+        plot = width - left - right
+
+        def x(ratio: float) -> float:
+            return left + (math.log10(ratio) - lo) / (hi - lo) * plot
+
         m = self.machine()
         parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             'font-family="system-ui, sans-serif" font-size="12">',
             f'<rect width="{width}" height="{height}" fill="white"/>',
             '<text x="10" y="20" font-size="15" font-weight="600">resumable-sse: ours / baseline '
-            "(lower is better unless marked)</text>",
+            "(log scale; left of 1x: ours is cheaper or faster)</text>",
             f'<text x="10" y="38" fill="#555">{_esc(m["date"])}, {_esc(m["cpu"])}, '
-            f"{m['cores']} cores, Python {m['python']}</text>",
+            f"{m['cores']} cores, Python {m['python']}; red: target missed</text>",
         ]
-        x1 = left + scale * 1.0
+        one = x(1.0)
         parts.append(
-            f'<line x1="{x1:.1f}" y1="{top - 5}" x2="{x1:.1f}" y2="{height - 30}" '
+            f'<line x1="{one:.1f}" y1="{top - 8}" x2="{one:.1f}" y2="{height - 30}" '
             'stroke="#999" stroke-dasharray="4 3"/>'
         )
-        parts.append(f'<text x="{x1 + 3:.1f}" y="{height - 18}" fill="#555">1x</text>')
+        parts.append(f'<text x="{one - 6:.1f}" y="{height - 16}" fill="#555">1x</text>')
         for i, f in enumerate(rows):
             y = top + i * (bar_h + gap)
-            ratio = f.ratio or 0.0
-            color = "#3b82f6" if f.met in (None, True) else "#ef4444"
+            ratio = f.ratio or 1.0
+            end = x(ratio)
+            color = "#ef4444" if f.met is False else "#3b82f6"
             label = f"{f.scenario}: {f.name}"
             parts.append(
-                f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">{_esc(label[:64])}</text>'
+                f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">{_esc(label[:66])}</text>'
             )
             parts.append(
-                f'<rect x="{left}" y="{y}" width="{max(ratio * scale, 1):.1f}" '
+                f'<rect x="{min(one, end):.1f}" y="{y}" width="{max(abs(end - one), 1):.1f}" '
                 f'height="{bar_h}" fill="{color}"/>'
             )
-            parts.append(
-                f'<text x="{left + ratio * scale + 5:.1f}" y="{y + 13}">{ratio:.2f}x</text>'
-            )
+            parts.append(f'<text x="{max(one, end) + 5:.1f}" y="{y + 13}">{ratio:.2f}x</text>')
         parts.append("</svg>")
         path.write_text("\n".join(parts) + "\n")
 
