@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 import anyio
-from anyio.abc import TaskGroup
 from typing_extensions import Self, final
 
 from ._access import AccessRequest, Action, Authorize, check_access, owner_only
 from ._consumer import ConsumerSlots, Subscription
 from ._events import TerminalEvents, check_event_name
-from ._exceptions import SessionNotFoundError, StreamerClosedError
+from ._exceptions import SessionNotFoundError
+from ._host import ProducerHost
 from ._ids import EventId, parse_last_event_id, validate_session_id
 from ._memory import MemoryStore
 from ._producer import Producer, Settings
@@ -24,8 +22,6 @@ from ._sources import Source, close_unused
 from ._store import StreamInfo, StreamState, StreamStore
 
 __all__ = ["StreamStatus", "Streamer"]
-
-logger = logging.getLogger("resumable_sse")
 
 
 @final
@@ -120,17 +116,9 @@ class Streamer:
             settings = dataclasses.replace(settings, error_message=error_message)
         self._settings = settings
         self._page_size = page_size
-        self._shutdown_timeout = shutdown_timeout
         self._authorize = authorize
         self._slots = ConsumerSlots(per_session=max_consumers_per_session, total=max_consumers)
-        self._producers: dict[str, Producer] = {}
-        self._tg: TaskGroup | None = None
-        self._closed = False
-        self._host_ready: anyio.Event | None = None
-        self._host_stop: anyio.Event | None = None
-        self._host_done: anyio.Event | None = None
-        self._host_task: object = None  # a strong reference, so asyncio keeps the task alive
-        self._idle: anyio.Event | None = None
+        self._host = ProducerHost(shutdown_timeout)
 
     @property
     def consumers(self) -> int:
@@ -145,11 +133,7 @@ class Streamer:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._tg is not None or self._closed:
-            raise RuntimeError("the streamer is already running or closed")
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        await self._host.enter()
         return self
 
     async def __aexit__(
@@ -158,88 +142,14 @@ class Streamer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tg = self._tg
-        assert tg is not None
-        self._closed = True
-        await self._drain_producers()
-        self._tg = None
-        await tg.__aexit__(exc_type, exc, tb)
+        await self._host.exit(exc_type, exc, tb)
 
     async def aclose(self) -> None:
         """Stop taking work, end running streams with ``cancelled``, and stop the host task.
 
         Idempotent. With ``async with streamer:`` leaving the block does this.
         """
-        if self._closed:
-            if self._host_done is not None:
-                await self._host_done.wait()
-            return
-        self._closed = True
-        if self._host_stop is not None and self._host_done is not None:
-            self._host_stop.set()
-            await self._host_done.wait()
-        elif self._tg is not None:  # entered with `async with`: end the streams now
-            await self._drain_producers()
-
-    async def _drain_producers(self) -> None:
-        for producer in list(self._producers.values()):
-            producer.stop("shutdown")
-        if self._producers:
-            self._idle = anyio.Event()
-            with anyio.move_on_after(self._shutdown_timeout):
-                await self._idle.wait()
-            if self._producers and self._tg is not None:
-                logger.warning("%d streams did not end in time; cancelling", len(self._producers))
-                self._tg.cancel_scope.cancel()
-
-    async def _task_group(self) -> TaskGroup:
-        if self._closed:
-            raise StreamerClosedError("the streamer is closed")
-        if self._tg is not None:
-            return self._tg
-        if self._host_ready is None:
-            self._host_ready = anyio.Event()
-            self._host_stop = anyio.Event()
-            self._host_done = anyio.Event()
-            self._spawn_host()
-        await self._host_ready.wait()
-        if self._tg is None:
-            raise StreamerClosedError("the streamer is closed")
-        return self._tg
-
-    def _spawn_host(self) -> None:
-        try:
-            import asyncio
-
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None:
-            self._host_task = loop.create_task(self._host(), name="resumable-sse host")
-            return
-        trio = sys.modules.get("trio")
-        if trio is None:
-            raise RuntimeError("no running asyncio or trio event loop")
-        trio.lowlevel.spawn_system_task(self._host, name="resumable-sse host")
-
-    async def _host(self) -> None:
-        assert self._host_ready is not None
-        assert self._host_stop is not None
-        assert self._host_done is not None
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                self._host_ready.set()
-                await self._host_stop.wait()
-                await self._drain_producers()
-                self._tg = None
-        except BaseException:  # the loop is shutting down and cancelled us
-            logger.debug("streamer host task ended", exc_info=True)
-            raise
-        finally:
-            self._tg = None
-            self._host_ready.set()
-            self._host_done.set()
+        await self._host.aclose()
 
     # -- access -------------------------------------------------------------------------
 
@@ -282,7 +192,7 @@ class Streamer:
         """
         try:
             validate_session_id(session_id)
-            tg = await self._task_group()
+            await self._host.ready()
             await self._authorized("start", session_id, principal)
             claim = await self.store.claim(session_id, owner=principal)
         except BaseException:
@@ -292,19 +202,10 @@ class Streamer:
         if claim is None:
             await close_unused(generator)
             return False
-        producer = Producer(self.store, session_id, claim, generator, self._settings)
-        self._producers[session_id] = producer
-        tg.start_soon(self._run_producer, session_id, producer, name=f"producer {session_id}")
+        self._host.run(
+            session_id, Producer(self.store, session_id, claim, generator, self._settings)
+        )
         return True
-
-    async def _run_producer(self, session_id: str, producer: Producer) -> None:
-        try:
-            await producer.run()
-        finally:
-            if self._producers.get(session_id) is producer:
-                del self._producers[session_id]
-            if not self._producers and self._idle is not None:
-                self._idle.set()
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -461,7 +362,7 @@ class Streamer:
         """
         validate_session_id(session_id)
         await self._authorized("delete", session_id, principal)
-        producer = self._producers.get(session_id)
+        producer = self._host.producer(session_id)
         if producer is not None:
             producer.stop("deleted")
         return await self.store.delete(session_id)
