@@ -10,6 +10,8 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import anyio
+import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
 
 Event = dict[str, str]
 
@@ -86,3 +88,28 @@ def error_of(event: Event) -> dict[str, str]:
     body = json.loads(event["data"])
     assert isinstance(body, dict)
     return body
+
+
+#: The names of the events that end a stream (the defaults).
+TERMINAL = frozenset({"end", "error", "cancelled"})
+
+
+async def read_events(
+    http: httpx.AsyncClient, url: str, *, last_id: str | None = None, count: int | None = None
+) -> list[ServerSentEvent]:
+    """One request: events until the response ends (or ``count`` of them), from ``last_id``.
+
+    Raises:
+        httpx.HTTPStatusError: the server refused the stream.
+    """
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    events: list[ServerSentEvent] = []
+    async with aconnect_sse(http, "GET", url, headers=headers) as source:
+        if source.response.status_code != 200:
+            await source.response.aread()
+            source.response.raise_for_status()
+        async for event in source.aiter_sse():
+            events.append(event)
+            if len(events) == count:
+                break
+    return events

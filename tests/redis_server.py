@@ -203,9 +203,9 @@ def shared_server() -> RedisServer:
 
 
 @contextmanager
-def started_server(*, appendonly: bool = True) -> Iterator[RedisServer]:
+def started_server(*, appendonly: bool = True, extra: Sequence[str] = ()) -> Iterator[RedisServer]:
     """A server of the caller's own, free to be killed, restarted or have its stats reset."""
-    server = RedisServer(appendonly=appendonly)
+    server = RedisServer(appendonly=appendonly, extra=extra)
     try:
         server.start()
     except Exception as exc:

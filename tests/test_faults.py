@@ -32,12 +32,11 @@ from starlette.routing import Route
 
 from resumable_sse import Streamer, sse_response
 from resumable_sse._redis import RedisStore
-from tests.redis_server import RedisServer, require_redis
+from tests.helpers import TERMINAL, read_events
+from tests.redis_server import RedisServer, started_server
 from tests.servers import free_port, serve_in_process, serve_in_task
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-TERMINAL = {"end", "error", "cancelled"}
 
 
 @pytest.fixture
@@ -45,52 +44,24 @@ def anyio_backend() -> str:
     return "asyncio"  # redis-py and uvicorn run on asyncio
 
 
-def own_server(*extra: str) -> Iterator[RedisServer]:
-    server = RedisServer(appendonly=True, extra=extra)
-    try:
-        server.start()
-    except Exception as exc:
-        server.close()
-        require_redis(exc)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A server of the test's own, with append-only persistence, free to be killed."""
-    yield from own_server()
+    with started_server() as server:
+        yield server
 
 
 @pytest.fixture
 def debug_redis_server() -> Iterator[RedisServer]:
     """Like ``redis_server``, with ``DEBUG`` enabled (Redis 7 disables it by default)."""
-    yield from own_server("--enable-debug-command", "yes")
+    with started_server(extra=("--enable-debug-command", "yes")) as server:
+        yield server
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
         yield client
-
-
-async def read_events(
-    http: httpx.AsyncClient, url: str, *, last_id: str | None = None, count: int | None = None
-) -> list[ServerSentEvent]:
-    """One request: events until the response ends (or ``count`` of them)."""
-    headers = {"Last-Event-ID": last_id} if last_id else {}
-    events: list[ServerSentEvent] = []
-    async with aconnect_sse(http, "GET", url, headers=headers) as source:
-        if source.response.status_code != 200:
-            await source.response.aread()
-            source.response.raise_for_status()
-        async for event in source.aiter_sse():
-            events.append(event)
-            if len(events) == count:
-                break
-    return events
 
 
 def wire(events: list[ServerSentEvent]) -> list[tuple[str, str, str]]:

@@ -17,32 +17,16 @@ import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 from redis.asyncio import Redis
 
+from tests.helpers import TERMINAL, read_events
 from tests.redis_server import shared_server, started_server
 from tests.servers import ServerProcess, serve_in_process
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-TERMINAL = {"end", "error", "cancelled"}
-
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def read_events(
-    http: httpx.AsyncClient, url: str, *, last_id: str | None = None, count: int | None = None
-) -> list[ServerSentEvent]:
-    """Read a stream until it ends (or ``count`` events), from ``last_id``."""
-    headers = {"Last-Event-ID": last_id} if last_id else {}
-    events: list[ServerSentEvent] = []
-    async with aconnect_sse(http, "GET", url, headers=headers) as source:
-        source.response.raise_for_status()
-        async for event in source.aiter_sse():
-            events.append(event)
-            if len(events) == count:
-                break
-    return events
 
 
 async def runs(url: str, prefix: str, sid: str) -> int:
