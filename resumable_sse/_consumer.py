@@ -189,43 +189,9 @@ class Subscription:
         return self
 
     async def __anext__(self) -> dict[str, str]:
-        events = self._events
-        if self._index < len(events):  # the hot path: an event already read
-            event = events[self._index]
-            self._index += 1
-            self._after = event.seq
-            return {"id": self._prefix + str(event.seq), "event": event.event, "data": event.data}
-        try:
-            return await self._next_page()
-        except BaseException:
-            self._release()
-            raise
-
-    async def _next_page(self) -> dict[str, str]:
         while True:
-            info = self._info
-            if info is None:
-                assert self._opener is not None, "Subscription used before open()"
-                await self.open(await self._opener())
-            else:
-                if info.state.finished and self._after >= info.last_seq:
-                    raise StopAsyncIteration
-                page = await self._store.read(
-                    self._session_id, self._after, limit=self._page_size, wait=True
-                )
-                if page is None or page.info.incarnation != info.incarnation:
-                    raise SessionNotFoundError(
-                        f"the stream of session {self._session_id!r} was deleted or expired"
-                    )
-                if page.events and page.events[0].seq != self._after + 1:
-                    raise HistoryTrimmedError(
-                        f"events after {self.last_event_id} were trimmed before they were read"
-                    )
-                self._info = page.info
-                self._events = page.events
-                self._index = 0
             events = self._events
-            if self._index < len(events):
+            if self._index < len(events):  # the hot path: an event already read
                 event = events[self._index]
                 self._index += 1
                 self._after = event.seq
@@ -234,3 +200,32 @@ class Subscription:
                     "event": event.event,
                     "data": event.data,
                 }
+            try:
+                await self._next_page()
+            except BaseException:
+                self._release()
+                raise
+
+    async def _next_page(self) -> None:
+        """Open, or read the next page (waiting for it); StopAsyncIteration at the end."""
+        info = self._info
+        if info is None:
+            assert self._opener is not None, "Subscription used before open()"
+            await self.open(await self._opener())
+            return
+        if info.state.finished and self._after >= info.last_seq:
+            raise StopAsyncIteration
+        page = await self._store.read(
+            self._session_id, self._after, limit=self._page_size, wait=True
+        )
+        if page is None or page.info.incarnation != info.incarnation:
+            raise SessionNotFoundError(
+                f"the stream of session {self._session_id!r} was deleted or expired"
+            )
+        if page.events and page.events[0].seq != self._after + 1:
+            raise HistoryTrimmedError(
+                f"events after {self.last_event_id} were trimmed before they were read"
+            )
+        self._info = page.info
+        self._events = page.events
+        self._index = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ._events import TerminalEvents
 from ._memory import DEFAULT_MAX_STREAMS, DEFAULT_RETENTION, MemoryStore
 from ._store import StreamStore
 from ._streamer import Streamer
@@ -45,7 +46,11 @@ def get_streamer(
             raise ValueError('backend="redis" needs redis_client=... or redis_url=...')
         from ._redis import RedisStore
 
-        store = RedisStore(redis_client, url=redis_url, retention=retention)
+        # The store itself writes the "producer lost" event, so it needs the error name.
+        terminal = options.get("terminal_events") or TerminalEvents()
+        store = RedisStore(
+            redis_client, url=redis_url, retention=retention, lost_event=terminal.error
+        )
     else:
         raise ValueError(f"unknown backend {backend!r}; use 'memory' or 'redis'")
     return Streamer(store, **options)
