@@ -50,12 +50,15 @@ class ResumableSSEError(Exception):
 
     #: A short, stable, machine-readable code, used in HTTP error bodies and error events.
     code: str = "error"
+    #: The HTTP status :func:`~resumable_sse.error_response` answers with.
+    status: int = 500
 
 
 class InvalidEventIdError(ResumableSSEError, ValueError):
     """A ``Last-Event-ID`` is malformed: it was not issued by this library."""
 
     code = "invalid_event_id"
+    status = 400
 
 
 class EventIdAheadError(InvalidEventIdError):
@@ -74,63 +77,74 @@ class InvalidSessionIdError(ResumableSSEError, ValueError):
     """A session id is empty, too long, or has characters outside the allowed set."""
 
     code = "invalid_session_id"
+    status = 400
 
 
 class InvalidItemError(ResumableSSEError, ValueError):
     """The generator yielded an item that cannot be encoded as a Server-Sent Event."""
 
     code = "invalid_item"
+    status = 500
 
 
 class AccessDeniedError(ResumableSSEError, PermissionError):
     """The authorization policy refused the operation (whether or not the session exists)."""
 
     code = "access_denied"
+    status = 403
 
 
 class SessionNotFoundError(ResumableSSEError, LookupError):
     """No stream exists under this session id (never started, expired or deleted)."""
 
     code = "session_not_found"
+    status = 404
 
 
 class HistoryTrimmedError(ResumableSSEError):
     """The requested position is older than the history the store still retains."""
 
     code = "history_trimmed"
+    status = 410
 
 
 class LimitExceededError(ResumableSSEError):
     """A configured per-stream limit (events, bytes, event size) was reached."""
 
     code = "limit_exceeded"
+    status = 413
 
 
 class StoreFullError(LimitExceededError):
     """The store already holds its maximum number of running streams."""
 
     code = "store_full"
+    status = 503
 
 
 class TooManyConsumersError(ResumableSSEError):
     """A session, or the whole streamer, already has its maximum of concurrent consumers."""
 
     code = "too_many_consumers"
+    status = 429
 
 
 class StoreUnavailableError(ResumableSSEError):
     """The backing store could not be reached or failed to answer."""
 
     code = "store_unavailable"
+    status = 503
 
 
 class LeaseLostError(ResumableSSEError):
     """A producer's claim on a stream is no longer valid; it must stop appending."""
 
     code = "lease_lost"
+    status = 500
 
 
 class StreamerClosedError(ResumableSSEError):
     """The streamer has been closed and takes no new work."""
 
     code = "streamer_closed"
+    status = 503

@@ -19,17 +19,8 @@ from starlette.responses import JSONResponse, Response
 
 from ._consumer import Subscription
 from ._exceptions import (
-    AccessDeniedError,
-    HistoryTrimmedError,
-    InvalidEventIdError,
-    InvalidSessionIdError,
-    LimitExceededError,
     ResumableSSEError,
-    SessionNotFoundError,
-    StoreFullError,
     StoreUnavailableError,
-    StreamerClosedError,
-    TooManyConsumersError,
 )
 from ._sources import Source
 from ._streamer import Streamer
@@ -41,28 +32,15 @@ logger = logging.getLogger("resumable_sse")
 #: Headers that keep proxies from buffering or transforming the stream.
 STREAM_HEADERS = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"}
 
-_STATUS: tuple[tuple[type[ResumableSSEError], int], ...] = (
-    (InvalidEventIdError, 400),
-    (InvalidSessionIdError, 400),
-    (AccessDeniedError, 403),
-    (SessionNotFoundError, 404),
-    (HistoryTrimmedError, 410),
-    (StoreFullError, 503),
-    (LimitExceededError, 413),
-    (TooManyConsumersError, 429),
-    (StoreUnavailableError, 503),
-    (StreamerClosedError, 503),
-)
-
 
 def error_response(exc: ResumableSSEError) -> JSONResponse:
     """Map a library error to a JSON response: ``{"error": code, "message": ...}``.
 
     400 bad event or session id, 403 access denied, 404 unknown session, 410 history
     trimmed, 413 limit exceeded, 429 too many consumers, 503 store unavailable or full
-    (429 and 503 with ``Retry-After``), else 500.
+    (429 and 503 with ``Retry-After``), else 500: each error class carries its ``status``.
     """
-    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+    status = exc.status
     headers = {"Retry-After": "1"} if status in (429, 503) else None
     return JSONResponse({"error": exc.code, "message": str(exc)}, status, headers=headers)
 
