@@ -14,7 +14,8 @@ from ._exceptions import (
     TooManyConsumersError,
 )
 from ._ids import EventId
-from ._store import StoredEvent, StreamInfo, StreamStore
+from ._resource import AsyncResource
+from .stores._contract import StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
@@ -64,7 +65,7 @@ class ConsumerSlots:
 
 
 @final
-class Subscription:
+class Subscription(AsyncResource):
     """One client's read of one stream: an async iterator of SSE-ready dicts.
 
     Each item is ``{"id": ..., "event": ..., "data": ...}``, which sse-starlette's

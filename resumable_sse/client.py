@@ -33,17 +33,17 @@ import random
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import anyio
 import httpx
 from httpx_sse import EventSource, aconnect_sse
-from typing_extensions import Self, final
+from typing_extensions import final
 
 from ._events import TerminalEvents
 from ._exceptions import ResumableSSEError, StaleEventIdError
 from ._ids import EventId, parse_last_event_id
+from ._resource import AsyncResource
 
 __all__ = [
     "ReconnectFailedError",
@@ -128,7 +128,7 @@ class _Retry(Exception):
 
 
 @final
-class ResumableEventSource:
+class ResumableEventSource(AsyncResource):
     """Read one stream to its terminal event, reconnecting as needed.
 
     Use it with ``async with`` (which closes the connection if you stop early) and
@@ -184,17 +184,6 @@ class ResumableEventSource:
         self.retry: float = 1.0
         #: Connections made after the first one.
         self.reconnects: int = 0
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         if self._events is None:
