@@ -19,8 +19,7 @@ import anyio
 from redis.asyncio import Redis
 
 from benchmarks._report import Figure, Report
-from resumable_sse import Streamer
-from resumable_sse._redis import RedisStore
+from resumable_sse import RedisStore, Streamer
 
 HERE = Path(__file__).resolve().parent
 PEERS_VENV = HERE / ".peers-venv"

@@ -6,6 +6,8 @@ clients read it from any ``Last-Event-ID`` and follow it live.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._access import AccessRequest, Authorize, owner_only
 from ._assets import client_assets, client_mount
 from ._consumer import Subscription
@@ -29,11 +31,22 @@ from ._exceptions import (
 )
 from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
-from ._memory import MemoryStore
 from ._sources import Source
-from ._store import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
 from ._streamer import Streamer, StreamStatus
 from .factory import get_streamer
+from .stores import (
+    Claim,
+    Entry,
+    MemoryStore,
+    Page,
+    StoredEvent,
+    StreamInfo,
+    StreamState,
+    StreamStore,
+)
+
+if TYPE_CHECKING:
+    from .stores import RedisStore
 
 __all__ = [
     "AccessDeniedError",
@@ -50,6 +63,7 @@ __all__ = [
     "LimitExceededError",
     "MemoryStore",
     "Page",
+    "RedisStore",
     "ResumableSSEError",
     "SessionNotFoundError",
     "Source",
@@ -75,3 +89,11 @@ __all__ = [
     "owner_only",
     "sse_response",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStore":  # needs the redis extra: imported on first use
+        from . import stores
+
+        return stores.RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

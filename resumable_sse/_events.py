@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing_extensions import final
 
 from ._exceptions import InvalidItemError
-from ._store import Entry
+from .stores._contract import Entry
 
 __all__ = ["TerminalEvents", "encode_item"]
 

@@ -32,7 +32,7 @@ from ._exceptions import (
     StoreUnavailableError,
 )
 from ._sources import Source, close_iterator, open_source
-from ._store import Claim, Entry, StreamState, StreamStore
+from .stores._contract import Claim, Entry, StreamState, StreamStore
 
 __all__ = ["Producer", "Settings"]
 

@@ -16,10 +16,10 @@ from ._events import TerminalEvents, check_event_name
 from ._exceptions import SessionNotFoundError
 from ._host import ProducerHost
 from ._ids import EventId, parse_last_event_id, validate_session_id
-from ._memory import MemoryStore
 from ._producer import Producer, Settings
 from ._sources import Source, close_unused
-from ._store import StreamInfo, StreamState, StreamStore
+from .stores._contract import StreamInfo, StreamState, StreamStore
+from .stores._memory import MemoryStore
 
 __all__ = ["StreamStatus", "Streamer"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ._events import TerminalEvents
-from ._memory import DEFAULT_MAX_STREAMS, DEFAULT_RETENTION, MemoryStore
-from ._store import StreamStore
 from ._streamer import Streamer
+from .stores._contract import StreamStore
+from .stores._memory import DEFAULT_MAX_STREAMS, DEFAULT_RETENTION, MemoryStore
 
 __all__ = ["get_streamer"]
 
@@ -44,7 +44,7 @@ def get_streamer(
     elif backend == "redis":
         if redis_client is None and redis_url is None:
             raise ValueError('backend="redis" needs redis_client=... or redis_url=...')
-        from ._redis import RedisStore
+        from .stores._redis import RedisStore
 
         # The store itself writes the "producer lost" event, so it needs the error name.
         terminal = options.get("terminal_events") or TerminalEvents()

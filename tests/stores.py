@@ -16,8 +16,7 @@ import anyio
 import fakeredis
 from redis.asyncio import Redis, RedisCluster
 
-from resumable_sse import MemoryStore, StreamStore
-from resumable_sse._redis import RedisStore
+from resumable_sse import MemoryStore, RedisStore, StreamStore
 from tests.redis_server import shared_cluster, shared_server
 
 #: Store kinds the suites are parametrised over. Kinds whose client only runs on asyncio
@@ -78,7 +77,7 @@ class RedisHarness(StoreHarness):
             yield store
         finally:
             await store.aclose()
-            keys = [key async for key in client.scan_iter(match=f"{{{prefix}:*")]
+            keys = [key async for key in client.scan_iter(match=f"{{{prefix}|*")]
             if keys:
                 await client.delete(*keys)
             await client.aclose()

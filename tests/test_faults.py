@@ -30,8 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from resumable_sse import Streamer, sse_response
-from resumable_sse._redis import RedisStore
+from resumable_sse import RedisStore, Streamer, sse_response
 from tests.helpers import TERMINAL, read_events
 from tests.redis_server import RedisServer, started_server
 from tests.servers import free_port, serve_in_process, serve_in_task

@@ -34,10 +34,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from resumable_sse import MemoryStore, Streamer, StreamState, StreamStore, sse_response
+from resumable_sse import MemoryStore, RedisStore, Streamer, StreamState, StreamStore, sse_response
 from resumable_sse._consumer import Subscription
 from resumable_sse._producer import Producer
-from resumable_sse._redis import RedisStore
 from tests.redis_server import RedisServer, require_redis
 from tests.servers import serve_in_task
 from tests.stores import FakeClock

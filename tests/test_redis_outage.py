@@ -25,8 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from resumable_sse import Streamer, get_streamer
-from resumable_sse._redis import RedisStore
+from resumable_sse import RedisStore, Streamer, get_streamer
 from tests.redis_server import RedisServer, require_redis, started_server
 from tests.servers import free_port
 

@@ -19,12 +19,12 @@ from resumable_sse import (
     Entry,
     LeaseLostError,
     Page,
+    RedisStore,
     StoreUnavailableError,
     Streamer,
     StreamState,
     get_streamer,
 )
-from resumable_sse._redis import RedisStore
 from tests.redis_server import RedisServer, shared_server, started_server
 
 pytestmark = pytest.mark.anyio
@@ -127,7 +127,7 @@ async def test_a_fast_generator_costs_few_commands_per_event(own_server: RedisSe
 
 
 async def keys_and_ttls(client: Redis, prefix: str) -> dict[str, int]:
-    return {key.decode(): await client.pttl(key) async for key in client.scan_iter(f"{{{prefix}:*")}
+    return {key.decode(): await client.pttl(key) async for key in client.scan_iter(f"{{{prefix}|*")}
 
 
 async def test_every_key_has_a_ttl_running_finished_and_deleted(url: str) -> None:

@@ -28,12 +28,14 @@ cannot be reached; no other exception escapes a store for backend trouble.
 from __future__ import annotations
 
 import enum
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from typing_extensions import Self, final
+from typing_extensions import final
+
+from .._resource import AsyncResource
 
 __all__ = ["Claim", "Entry", "Page", "StoredEvent", "StreamInfo", "StreamState", "StreamStore"]
 
@@ -113,7 +115,7 @@ class Page:
     events: Sequence[StoredEvent]
 
 
-class StreamStore(ABC):
+class StreamStore(AsyncResource):
     """Where streams live. Subclass it to add a backend; see the module docstring.
 
     Session ids reaching a store have been validated by the streamer (1 to 128
@@ -203,7 +205,7 @@ class StreamStore(ABC):
         Producers run this beside their generator; it may block forever.
         """
 
-    async def renew(self, session_id: str, claim: Claim) -> None:  # noqa: B027
+    async def renew(self, session_id: str, claim: Claim) -> None:
         """Extend the producer's lease (stores with a ``renew_interval``).
 
         Raises:
@@ -218,11 +220,5 @@ class StreamStore(ABC):
             Whether a stream existed.
         """
 
-    async def aclose(self) -> None:  # noqa: B027
+    async def aclose(self) -> None:
         """Release the store's resources. The default does nothing."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

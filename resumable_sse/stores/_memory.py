@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 import anyio
 from typing_extensions import final
 
-from ._exceptions import LeaseLostError, StoreFullError
-from ._ids import new_incarnation
-from ._store import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
+from .._exceptions import LeaseLostError, StoreFullError
+from .._ids import new_incarnation
+from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
 
 __all__ = ["MemoryStore"]
 

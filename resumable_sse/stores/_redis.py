@@ -3,10 +3,10 @@
 Layout. Each session has three keys under one hash tag, so they share a Cluster slot
 and one Lua script can touch them all atomically::
 
-    {<prefix>:<session id>}:m     hash: incarnation, fencing token, state, first/last
+    {<prefix>|<session id>}:m     hash: incarnation, fencing token, state, first/last
                                   seq, times, cancel flag, lease expiry
-    {<prefix>:<session id>}:log   stream: the events
-    {<prefix>:<session id>}:ctl   list: wakes the producer's ``wait_cancel`` (BLPOP)
+    {<prefix>|<session id>}:log   stream: the events
+    {<prefix>|<session id>}:ctl   list: wakes the producer's ``wait_cancel`` (BLPOP)
 
 The log is a Redis Stream with explicit ids. One ``append`` is one script call that
 writes the whole batch as *one* stream entry whose id is ``<last seq of the batch>-0``,
@@ -54,18 +54,18 @@ import itertools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import anyio
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 from typing_extensions import final
 
+from .._exceptions import LeaseLostError, StoreUnavailableError
+from .._ids import new_incarnation
 from . import _redis_scripts as scripts
-from ._exceptions import LeaseLostError, StoreUnavailableError
-from ._ids import new_incarnation
+from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
 from ._memory import DEFAULT_RETENTION
-from ._store import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
 
 __all__ = ["RedisStore"]
 
@@ -78,6 +78,14 @@ _LOST_DATA = json.dumps(
 )
 
 RedisClient = Union["Redis", "RedisCluster"]
+
+
+class RedisKeys(NamedTuple):
+    """The Redis keys of one session (all under one hash tag: one Cluster slot)."""
+
+    meta: str
+    log: str
+    ctl: str
 
 
 @contextmanager
@@ -121,7 +129,7 @@ class RedisStore(StreamStore):
         client: A ``redis.asyncio.Redis`` or ``RedisCluster``, with or without
             ``decode_responses``. The store does not close a client it was given.
         url: A Redis URL, instead of ``client``; the store owns and closes that client.
-        prefix: Key prefix (default ``"rsse"``); no ``{`` or ``}``.
+        prefix: Key prefix (default ``"rsse"``); no ``{``, ``}`` or ``|``.
         retention: Seconds a finished stream stays readable (default 600).
         lease: Seconds a producer may go without renewing before it is presumed dead
             and its stream ends with ``lost_event`` (default 10).
@@ -146,8 +154,8 @@ class RedisStore(StreamStore):
     ) -> None:
         if (client is None) == (url is None):
             raise ValueError("pass exactly one of client=... or url=...")
-        if "{" in prefix or "}" in prefix:
-            raise ValueError("prefix must not contain '{' or '}'")
+        if not prefix or any(c in prefix for c in "{}|"):
+            raise ValueError("prefix must be non-empty, without '{', '}' or '|'")
         if retention < 0 or lease <= 0 or block_ms < 1:
             raise ValueError("retention must be >= 0, lease and block_ms > 0")
         if max_len is not None and max_len < 1:
@@ -189,10 +197,15 @@ class RedisStore(StreamStore):
         self._renew = register(scripts.RENEW)
         self._delete = register(scripts.DELETE)
 
-    def keys(self, session_id: str) -> list[str]:
-        """The session's keys: meta hash, log stream, control list."""
-        tag = f"{{{self.prefix}:{session_id}}}"
-        return [f"{tag}:m", f"{tag}:log", f"{tag}:ctl"]
+    def keys(self, session_id: str) -> RedisKeys:
+        """The session's keys: meta hash, log stream, control list.
+
+        The hash tag is ``{<prefix>|<session id>}``. Session ids never contain ``|``
+        and prefixes may not, so no session id can name another prefix's or another
+        session's keys (``:`` is allowed in both and could not separate them).
+        """
+        tag = f"{{{self.prefix}|{session_id}}}"
+        return RedisKeys(f"{tag}:m", f"{tag}:log", f"{tag}:ctl")
 
     async def _ensure_ready(self) -> None:
         if self._ready:
@@ -207,7 +220,7 @@ class RedisStore(StreamStore):
     async def _run(self, script: Any, session_id: str, *args: str | int) -> Any:
         await self._ensure_ready()
         with _translated():
-            return await script(keys=self.keys(session_id), args=[*self._common, *args])
+            return await script(keys=list(self.keys(session_id)), args=[*self._common, *args])
 
     async def _write(self, script: Any, session_id: str, claim: Claim, *args: str | int) -> None:
         done = await self._run(script, session_id, str(claim.token), claim.incarnation, *args)
@@ -246,7 +259,9 @@ class RedisStore(StreamStore):
         # until the lease runs out: then the re-read below reaps a dead producer.
         block = max(1, min(self._block_ms, lease_left_ms + 5))
         with _translated():
-            await self._client.xread({self.keys(session_id)[1]: f"{after}-0"}, count=1, block=block)
+            await self._client.xread(
+                {self.keys(session_id).log: f"{after}-0"}, count=1, block=block
+            )
         reply = await self._run(self._read, session_id, after, limit)
         return None if reply is None else self._page(reply, after, limit)[0]
 
@@ -283,7 +298,7 @@ class RedisStore(StreamStore):
         return bool(int(await self._run(self._request_cancel, session_id)))
 
     async def wait_cancel(self, session_id: str, claim: Claim) -> None:
-        ctl = self.keys(session_id)[2]
+        ctl = self.keys(session_id).ctl
         while not int(
             await self._run(self._cancel_check, session_id, str(claim.token), claim.incarnation)
         ):

@@ -23,8 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from resumable_sse import Streamer, sse_response
-from resumable_sse._redis import RedisStore
+from resumable_sse import RedisStore, Streamer, sse_response
 
 URL = os.environ["RSSE_REDIS_URL"]
 PREFIX = os.environ.get("RSSE_PREFIX", "rsse")
