@@ -45,7 +45,11 @@ async def serve_in_task(app: ASGIApp) -> AsyncIterator[str]:
     """
     sock = listening_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    # log_config=None: uvicorn's own logging setup (dictConfig) would close every handler
+    # already installed in this process, pytest's among them.
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     try:
         async with anyio.create_task_group() as tg:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 
 from resumable_sse._demo import SimulatedLLM, create_app, simulated_answer, tokenize
 from tests.servers import serve_in_task
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

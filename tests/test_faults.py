@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,6 +33,7 @@ from resumable_sse import RedisStore, Streamer, sse_response
 from tests.helpers import TERMINAL, read_events
 from tests.redis_server import RedisServer, started_server
 from tests.servers import free_port, serve_in_process, serve_in_task
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

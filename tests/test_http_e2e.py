@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +37,7 @@ from resumable_sse import (
 )
 from tests.helpers import Script
 from tests.servers import serve_in_task
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

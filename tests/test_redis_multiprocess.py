@@ -14,12 +14,12 @@ from contextlib import contextmanager
 import anyio
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 from redis.asyncio import Redis
 
 from tests.helpers import TERMINAL, read_events
 from tests.redis_server import shared_server, started_server
 from tests.servers import ServerProcess, serve_in_process
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -9,13 +9,13 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from httpx_sse import aconnect_sse
 from sse_starlette.sse import EventSourceResponse
 
 from resumable_sse import Streamer
 from resumable_sse.factory import get_streamer
 from tests.helpers import Event, Script, collect, datas, error_of, names, take
 from tests.servers import serve_in_task
+from tests.sse import aconnect_sse
 
 pytestmark = pytest.mark.anyio
 
