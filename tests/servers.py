@@ -7,6 +7,7 @@ sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -20,8 +21,24 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs.
+
+    The port is bound but not listening, so nobody else can take it meanwhile and every
+    connection attempt is refused at once.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Racy by nature: another process may take the port before the caller binds it. Use
+    it only for servers that cannot be handed a socket (redis-server, the demo command).
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -83,20 +100,31 @@ class ServerProcess:
 
 @contextmanager
 def serve_in_process(
-    app: str, *, env: Mapping[str, str] | None = None, port: int | None = None
+    app: str, *, env: Mapping[str, str] | None = None, sock: socket.socket | None = None
 ) -> Iterator[ServerProcess]:
-    """Run ``uvicorn <app>`` in a child process; yield once it accepts connections."""
-    port = port or free_port()
+    """Run ``uvicorn <app>`` in a child process; yield once it accepts connections.
+
+    The child serves on ``sock`` (by default a new listening socket), which it inherits:
+    the port is never free for another process to take, and a server started again on
+    the same socket keeps the port (connections wait in its backlog meanwhile).
+    """
+    with contextlib.ExitStack() as stack:
+        if sock is None:
+            sock = stack.enter_context(listening_socket())
+        yield stack.enter_context(_child(app, sock, env or {}))
+
+
+@contextmanager
+def _child(app: str, sock: socket.socket, env: Mapping[str, str]) -> Iterator[ServerProcess]:
+    fd = sock.fileno()
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
+            "--fd",
+            str(fd),
             "--log-level",
             "info",
             "--timeout-graceful-shutdown",
@@ -105,8 +133,10 @@ def serve_in_process(
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **env},
+        pass_fds=[fd],
     )
+    port = sock.getsockname()[1]
     server = ServerProcess(proc, f"http://127.0.0.1:{port}")
     assert proc.stderr is not None
     for line in proc.stderr:  # blocks on the child's own output, up to its startup line

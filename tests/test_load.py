@@ -33,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from resumable_sse import MemoryStore, RedisStore, Streamer, StreamState, StreamStore, sse_response
 from resumable_sse._consumer import Subscription
@@ -70,30 +70,46 @@ def token(session_id: str, index: int) -> str:
 
 
 class Tracker:
-    """ASGI middleware: knows when the server has no request in flight."""
+    """ASGI middleware: knows when the server has no request in flight, and how many
+    responses it has started (a stream's subscription is open by then)."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.in_flight = 0
-        self._idle = anyio.Event()
+        self.responses = 0
+        self._changed = anyio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+
+        async def tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.responses += 1
+                self._notify()
+            await send(message)
+
         self.in_flight += 1
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, tracked)
         finally:
             self.in_flight -= 1
-            if self.in_flight == 0:
-                self._idle.set()
-                self._idle = anyio.Event()
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
     async def wait_idle(self) -> None:
         """Return once the server has finished every request it received."""
         while self.in_flight:
-            await self._idle.wait()
+            await self._changed.wait()
+
+    async def wait_responses(self, count: int) -> None:
+        """Return once the server has started ``count`` responses in all."""
+        while self.responses < count:
+            await self._changed.wait()
 
 
 def chat_app(streamer: Streamer, source: Callable[[str], AsyncIterator[str]]) -> Tracker:
@@ -309,6 +325,7 @@ async def test_a_consumer_that_stops_reading_holds_up_nobody(kind: str) -> None:
         baseline = await warm_up(http, app)
         stalled = stalled_socket(url, "/chat/s1")
         try:
+            await app.wait_responses(2)  # the warm-up's and the stalled client's
             got: list[list[str]] = []
 
             async def reader() -> None:
