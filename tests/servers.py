@@ -8,17 +8,35 @@ sleeping.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def http_client(base_url: str = "", **options: Any) -> httpx.AsyncClient:
+    """An httpx client for the test servers.
+
+    All share one TLS context: httpx would otherwise load the CA bundle for every
+    client (a tenth of a second on a busy machine), though loopback never uses TLS.
+    """
+    return httpx.AsyncClient(base_url=base_url, verify=_tls(), **options)
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from resumable_sse import RedisStore, Streamer, sse_response
 from tests.helpers import TERMINAL, read_events
 from tests.redis_server import RedisServer, started_server
-from tests.servers import listening_socket, serve_in_process, serve_in_task
+from tests.servers import http_client, listening_socket, serve_in_process, serve_in_task
 from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -67,7 +67,7 @@ def listener() -> Iterator[socket.socket]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+    async with http_client(timeout=30) as client:
         yield client
 
 
