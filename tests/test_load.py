@@ -152,9 +152,13 @@ async def make_store(kind: str) -> AsyncIterator[tuple[StreamStore, FakeClock | 
     # The 500 clients share the server's event loop, so on a busy machine a reply can
     # wait seconds for the loop to read it; redis-py's default socket timeout (5 s)
     # would turn that wait into "store unavailable" answers.
-    client = Redis.from_url(server.url, max_connections=2 * CLIENTS, socket_timeout=60)
+    client = Redis.from_url(
+        server.url, max_connections=2 * CLIENTS, socket_timeout=60, socket_connect_timeout=60
+    )
     try:
-        yield RedisStore(client, prefix="load", retention=RETENTION), server
+        # No producer dies here, and a starved event loop can run a renewal many seconds
+        # late: a lease far above that keeps the default (10 s) from reaping live ones.
+        yield RedisStore(client, prefix="load", retention=RETENTION, lease=120), server
     finally:
         await client.aclose()
         server.close()
@@ -203,7 +207,7 @@ async def drained(baseline: set[asyncio.Task[object]]) -> None:
         await asyncio.wait(extra)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)  # a hang guard: on a busy 2-core machine this takes minutes
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_500_clients_dropping_and_resuming_get_byte_exact_streams(kind: str) -> None:
     """500 clients on 50 sessions drop 3 times each at random points and resume (header or
