@@ -89,7 +89,7 @@ def test_demo_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
             assert page.headers["content-type"].startswith("text/html")
             assert 'id="answer"' in page.text
 
-            chat = client.post("/api/chat", json={"prompt": "hello"})
+            chat = client.post("/api/sessions", json={"prompt": "hello"})
             assert chat.status_code == 201
             url = chat.json()["stream_url"]
             with connect_sse(client, "GET", url) as source:
