@@ -95,7 +95,7 @@ class NodeClient:
             while "\n" not in self._buffer:
                 self._buffer += await self._text.receive()
             line, self._buffer = self._buffer.split("\n", 1)
-            message = json.loads(line)
+            message: dict[str, Any] = json.loads(line)
             self.lines.append(message)
             if message["step"] == "failed":
                 raise AssertionError(f"the Node client failed:\n{message['error']}")
@@ -154,9 +154,11 @@ async def test_drop_mid_answer_then_resume_gives_the_exact_text(
 
 async def test_reconnect_to_an_unknown_chat_gives_null(node_package: Path) -> None:
     """``reconnectToStream`` for a chat with nothing running resolves to ``null`` (204)."""
-    async with demo() as (api, llm, _):
-        async with node_client(node_package, "unknown", api, "no-such-chat") as client:
-            done = await client.next("done")
+    async with (
+        demo() as (api, llm, _),
+        node_client(node_package, "unknown", api, "no-such-chat") as client,
+    ):
+        done = await client.next("done")
     assert done["stream"] is None
     assert not llm.started
 
