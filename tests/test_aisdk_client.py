@@ -20,22 +20,30 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
+from starlette.responses import HTMLResponse, Response
 
 from resumable_sse._demo import SimulatedLLM, create_app, simulated_answer, tokenize
+from tests import test_browser
 from tests.llm_gate import gate
 from tests.servers import serve_in_task
+from tests.test_browser import HAVE_PLAYWRIGHT, WAIT_MS
+
+if TYPE_CHECKING or HAVE_PLAYWRIGHT:
+    from playwright.async_api import Browser, expect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 PACKAGE = Path(__file__).parent / "aisdk"
 PROMPT = "Does the real AI SDK client resume? Ünïcode 🙂"
 ANSWER = simulated_answer(PROMPT)
+
+browser = test_browser.browser  # the headless Chromium fixture (skips, or fails in CI)
 
 
 @pytest.fixture
@@ -193,4 +201,64 @@ async def test_two_sends_at_once_run_the_model_once(
             done = await client.next("done")
     assert done["first"]["text"] == ANSWER
     assert done["second"] == done["first"]
+    assert sum(llm.started.values()) == 1
+
+
+# -- a page on the AI SDK's chat client, in Chromium ---------------------------------------
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>AI SDK chat</title></head>
+<body><input id="prompt"><button id="send">Send</button><div id="answer"></div>
+<script src="/aisdk-page.js"></script></body></html>"""
+
+
+@pytest.fixture(scope="session")
+def page_bundle(node_package: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """tests/aisdk/page.js and the npm ``ai`` package, bundled by esbuild for the browser."""
+    out = tmp_path_factory.mktemp("aisdk") / "page.js"
+    esbuild = node_package / "node_modules" / ".bin" / "esbuild"
+    subprocess.run(
+        [str(esbuild), "page.js", "--bundle", "--format=iife", f"--outfile={out}"],
+        cwd=node_package,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out.read_bytes()
+
+
+async def test_a_page_on_the_ai_sdk_reloaded_mid_answer_ends_with_the_exact_text(
+    browser: Browser, page_bundle: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reload mid-answer: the page resumes (replay) and shows exactly the whole answer."""
+    app = create_app(delay=0.001)
+    app.add_route("/aisdk", lambda _: HTMLResponse(PAGE))
+    app.add_route("/aisdk-page.js", lambda _: Response(page_bundle, media_type="text/javascript"))
+    llm = app.state.llm
+    [release] = gate(monkeypatch, llm, 30)
+    errors: list[str] = []
+    async with serve_in_task(app) as url:
+        context = await browser.new_context()
+        try:
+            page = await context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(url + "/aisdk")
+            await page.fill("#prompt", PROMPT)
+            await page.click("#send")
+            await expect(page.locator("#answer")).to_have_text(
+                "".join(tokenize(ANSWER)[:30]), timeout=WAIT_MS
+            )
+            await page.reload()
+            body = page.locator("body")
+            await expect(body).to_have_attribute("data-resume", "open", timeout=WAIT_MS)
+            release.set()
+            await expect(body).to_have_attribute("data-finished", "yes", timeout=WAIT_MS)
+            await expect(body).to_have_attribute("data-status", "ready", timeout=WAIT_MS)
+            shown = await page.locator("#answer").text_content()
+            error = await body.get_attribute("data-error")
+        finally:
+            await context.close()
+    assert shown == ANSWER
+    assert error is None
+    assert errors == []
     assert sum(llm.started.values()) == 1
