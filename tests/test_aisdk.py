@@ -17,8 +17,8 @@ import pytest
 from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
-from resumable_sse import MemoryStore, RedisStore, Streamer, StreamStore
-from resumable_sse.aisdk import ChatRequest, ChatStreams
+from resumable_sse import InvalidItemError, MemoryStore, RedisStore, Streamer, StreamStore
+from resumable_sse.aisdk import ChatRequest, ChatStreams, ui_message_chunks
 from tests.servers import serve_in_task
 from tests.stores import RedisHarness
 
@@ -274,6 +274,7 @@ async def test_refusing_mode_answers_409_while_an_answer_runs() -> None:
         (json.dumps({"messages": []}).encode(), "id"),
         (json.dumps({"id": "c", "messages": "x"}).encode(), "messages"),
         (json.dumps({"id": "bad id", "messages": []}).encode(), "session id"),
+        (b'{"id": "c", "messages": ["' + b"x" * (17 * 1024 * 1024) + b'"]}', "exceeds"),
     ],
 )
 async def test_bad_requests_get_400(payload: bytes, fragment: str) -> None:
@@ -310,3 +311,38 @@ async def test_workers_sharing_redis_resume_and_stop_each_others_answers() -> No
     assert replay[-2:] == [{"type": "abort", "reason": "cancelled"}, "[DONE]"]
     assert model.runs == 1
     assert model.closed == 1
+
+
+# -- the chunk encoder, without HTTP (both async backends) ----------------------------------
+
+
+async def chunks_of(source: Any) -> list[dict[str, Any]]:
+    return [json.loads(c) async for c in ui_message_chunks(source, message_id="m")]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_an_empty_answer_is_a_start_and_nothing_else() -> None:
+    """A generator that yields nothing still opens the message (finish comes from ``end``)."""
+    assert await chunks_of([]) == [{"type": "start", "messageId": "m"}]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_the_app_may_send_its_own_start_and_text_parts() -> None:
+    """A ``start`` yielded first replaces the default one; ``text-*`` chunks keep their ids."""
+    items = [
+        {"type": "start", "messageMetadata": {"model": "x"}},
+        {"type": "text-start", "id": "a"},
+        {"type": "text-delta", "id": "a", "delta": "hi"},
+        {"type": "text-end", "id": "a"},
+    ]
+    chunks = await chunks_of(iter(items))  # a sync iterable works as well
+    assert chunks[0] == {"type": "start", "messageId": "m", "messageMetadata": {"model": "x"}}
+    assert chunks[1:] == items[1:]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_items_that_are_not_chunks_are_refused() -> None:
+    """Numbers, unknown types and non-JSON values raise ``InvalidItemError``."""
+    for bad in (42, {"type": "unknown"}, {"type": "data-x", "data": object()}):
+        with pytest.raises(InvalidItemError):
+            await chunks_of([bad])

@@ -51,7 +51,8 @@ HEADERS = {
 
 logger = logging.getLogger("resumable_sse")
 
-_MAX_BODY = 4 * 1024 * 1024
+#: Largest request body accepted (the client sends the whole conversation each time).
+_MAX_BODY = 16 * 1024 * 1024
 
 
 @final
@@ -92,10 +93,20 @@ def _session_id(chat_id: str, trigger: str, message_id: str | None, messages: li
     return "ui-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
+async def _read_body(request: Request) -> bytes:
+    """The request body, refused as soon as it grows past ``_MAX_BODY`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise _BadRequest(f"the body exceeds {_MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _parse(request: Request) -> ChatRequest:
-    raw = await request.body()
-    if len(raw) > _MAX_BODY:
-        raise _BadRequest(f"the body exceeds {_MAX_BODY} bytes")
+    raw = await _read_body(request)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
