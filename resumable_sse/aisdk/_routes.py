@@ -61,7 +61,8 @@ class ChatRequest:
     """One ``POST {api}`` of the AI SDK's chat client, as the app's ``respond`` gets it.
 
     ``body`` is the whole JSON body (with any extra fields the frontend sent);
-    ``session_id`` names the stream the answer is stored under.
+    ``session_id`` names the stream the answer is stored under; ``request`` is the HTTP
+    request (its headers; the body has been read, and the answer may outlive it).
     """
 
     id: str
@@ -165,9 +166,11 @@ class ChatStreams:
         self._ping = ping
 
     def routes(self, api: str = "/api/chat") -> list[BaseRoute]:
-        """The three routes under ``api``: ``POST {api}``, ``GET {api}/{chat_id}/stream``
-        and ``POST {api}/{chat_id}/stop``. Add them to a Starlette or FastAPI app's
-        routes."""
+        """The send, resume and stop routes under ``api``, for a Starlette or FastAPI app.
+
+        ``POST {api}``, ``GET {api}/{chat_id}/stream`` and ``POST {api}/{chat_id}/stop``:
+        ``app.router.routes.extend(chat.routes("/api/chat"))``.
+        """
         api = api.rstrip("/")
         return [
             Route(api, self.send, methods=["POST"]),
