@@ -63,13 +63,16 @@ CHUNK_TYPES = frozenset(
 DONE = "[DONE]"
 
 _FINISH_PREFIX = '{"type":"finish"'
+# Encoders made once: json.dumps with options builds a new encoder on every call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_encode_string = json.JSONEncoder(ensure_ascii=False).encode  # a str's JSON literal
 
 
 def _dump(chunk: Mapping[str, Any]) -> str:
     # "type" first, so a stored finish chunk is recognised without parsing it.
     ordered = {"type": chunk["type"], **chunk}
     try:
-        return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _encode(ordered)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidItemError(f"chunk is not JSON-serialisable: {exc}") from None
 
@@ -91,9 +94,13 @@ class _Encoder:
         self._message_id = message_id
         self._started = False
         self._text_id: str | None = None
+        self._delta_prefix = ""  # '{"type":"text-delta","id":"text-N"' of the open part
         self._parts = 0
 
     def feed(self, item: object) -> list[str]:
+        if type(item) is str and item and self._text_id is not None:
+            # The hot path, once per token: only the delta itself is encoded.
+            return [f'{self._delta_prefix},"delta":{_encode_string(item)}}}']
         out: list[str] = []
         kind = _chunk_type(item)
         if not self._started:
@@ -105,9 +112,7 @@ class _Encoder:
         if isinstance(item, str):
             if item:
                 if self._text_id is None:
-                    self._parts += 1
-                    self._text_id = f"text-{self._parts}"
-                    out.append(_dump({"type": "text-start", "id": self._text_id}))
+                    self._open_text(out)
                 out.append(_dump({"type": "text-delta", "id": self._text_id, "delta": item}))
             return out
         if kind is None:
@@ -120,6 +125,12 @@ class _Encoder:
             out.extend(self._end_text())
         out.append(_dump(item))
         return out
+
+    def _open_text(self, out: list[str]) -> None:
+        self._parts += 1
+        self._text_id = f"text-{self._parts}"
+        out.append(_dump({"type": "text-start", "id": self._text_id}))
+        self._delta_prefix = _dump({"type": "text-delta", "id": self._text_id})[:-1]
 
     def close(self) -> list[str]:
         out = [] if self._started else [_dump({"type": "start", "messageId": self._message_id})]
