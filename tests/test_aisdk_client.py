@@ -60,7 +60,7 @@ def _install() -> str | None:
     lock = (PACKAGE / "package-lock.json").read_bytes()
     stamp = PACKAGE / "node_modules" / ".resumable-sse-installed"
     wanted = hashlib.sha256(lock).hexdigest()
-    if stamp.exists() and stamp.read_text() == wanted:
+    if stamp.exists() and stamp.read_text().strip() == wanted:  # .ci/run writes it too
         return None
     result = subprocess.run(
         [npm, "ci", "--no-audit", "--no-fund"],
