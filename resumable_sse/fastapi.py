@@ -1,4 +1,4 @@
-"""Resumable streams on FastAPI's own SSE support (``fastapi.sse``, FastAPI 0.135 and later).
+"""Resumable streams on FastAPI's own SSE support (``fastapi.sse``, FastAPI 0.141 and later).
 
 FastAPI streams a path operation that is an async generator declared with
 ``response_class=fastapi.sse.EventSourceResponse``. By the time that generator runs, the
@@ -26,6 +26,8 @@ The path operation then only forwards the ``ServerSentEvent`` items::
         async for event in events:
             yield event
 
+FastAPI 0.135 to 0.140 drop the ``data:`` line of an event whose data is empty (the
+``end`` event) and a trailing line break, hence the ``fastapi`` extra's floor of 0.141.
 FastAPI sends its own keep-alive comment after 15 s without an event, and its own
 ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no`` headers. The dependency closes the
 subscription when the request ends, whichever way it ends (the stream's end, the client

@@ -204,7 +204,7 @@ def datas(events: list[Wire]) -> list[str]:
 
 async def test_a_new_stream_arrives_whole_with_ids_names_and_retry(streamer: Streamer) -> None:
     """The first request starts the stream; every event keeps its id, name and data."""
-    script = Script(["hello", {"event": "tool_call", "data": {"name": "search"}}, "wörld"])
+    script = Script(["hello", {"event": "tool_call", "data": {"name": "search"}}, "wö\r\nld\n"])
     app = fastapi_app(streamer, lambda _: script)
     async with running(app) as client, connect(client, "/chat/s1") as reader:
         events = [event async for event in reader]
@@ -212,7 +212,7 @@ async def test_a_new_stream_arrives_whole_with_ids_names_and_retry(streamer: Str
     assert [(name, data) for _, name, data in events] == [
         ("message", "hello"),
         ("tool_call", '{"name":"search"}'),
-        ("message", "wörld"),
+        ("message", "wö\nld\n"),  # SSE has no bare CR: a CRLF arrives as LF
         ("end", ""),
     ]
     assert events == reference
