@@ -26,8 +26,9 @@ The path operation then only forwards the ``ServerSentEvent`` items::
         async for event in events:
             yield event
 
-FastAPI 0.135 to 0.140 drop the ``data:`` line of an event whose data is empty (the
-``end`` event) and a trailing line break, hence the ``fastapi`` extra's floor of 0.141.
+Early releases of ``fastapi.sse`` (0.135.0, for one) drop the ``data:`` line of an event
+whose data is empty (the ``end`` event) and a trailing line break; the ``fastapi`` extra
+asks for 0.141 or later, which the tests run against.
 FastAPI sends its own keep-alive comment after 15 s without an event, and its own
 ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no`` headers. The dependency closes the
 subscription when the request ends, whichever way it ends (the stream's end, the client
