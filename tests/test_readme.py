@@ -8,6 +8,9 @@ way a reader would: the chat app as ``app.py`` under ``uvicorn app:app`` with th
 the lifespan, access control and the Redis setup. Shell blocks are checked command by
 command: each program exists and accepts what the README passes it. An untagged block, or
 a tag no test knows, fails.
+
+To add an example: tag its block, add the tag to ``PYTHON_TAGS`` (or ``FILE_TAGS``), and
+add a test that runs it (``execute(tag)`` gives its namespace) and checks what it does.
 """
 
 from __future__ import annotations
