@@ -187,9 +187,20 @@ def live_connections(port: int) -> int:
     return count
 
 
-def live_objects(*kinds: type) -> int:
+def live_objects(*kinds: type) -> list[object]:
+    """Every object of these kinds still alive in this process (after a full collection).
+
+    Other tests that ran in this process may keep some alive: compare with a list taken
+    before (which, holding them, also keeps their ids from being reused).
+    """
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, kinds))
+    return [obj for obj in gc.get_objects() if isinstance(obj, kinds)]
+
+
+def new_objects(before: list[object], *kinds: type) -> list[object]:
+    """The objects of these kinds alive now that were not alive in ``before``."""
+    old = {id(obj) for obj in before}
+    return [obj for obj in live_objects(*kinds) if id(obj) not in old]
 
 
 def tasks() -> set[asyncio.Task[object]]:
@@ -213,6 +224,7 @@ async def test_500_clients_dropping_and_resuming_get_byte_exact_streams(kind: st
     """500 clients on 50 sessions drop 3 times each at random points and resume (header or
     query): each gets the byte-exact stream; each generator ran once; nothing is left."""
     fds_before = open_fds()
+    objects_before = live_objects(Subscription, Producer)
     runs: dict[str, int] = {}
 
     async def tokens(session_id: str) -> AsyncIterator[str]:
@@ -277,7 +289,7 @@ async def test_500_clients_dropping_and_resuming_get_byte_exact_streams(kind: st
         assert streamer.consumers == 0
         for n in range(SESSIONS):
             assert (await streamer.status(f"s{n}")).state is StreamState.DONE
-        assert live_objects(Subscription, Producer) == 0
+        assert new_objects(objects_before, Subscription, Producer) == []
         assert live_connections(port) == 0
         if isinstance(clock, FakeClock):  # memory: once retention passes, nothing is kept
             assert isinstance(store, MemoryStore)
