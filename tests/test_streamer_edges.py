@@ -1,0 +1,39 @@
+"""Edge cases of the streamer's lifecycle: the end of a stream with retention=0, and
+starts racing a shutdown. Run over every store kind on asyncio and trio."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from resumable_sse import SessionNotFoundError, Streamer
+from tests.helpers import Event, Script, collect, datas, take
+from tests.stores import StoreHarness
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_retention_0_still_ends_every_open_subscription(harness: StoreHarness) -> None:
+    """With retention=0, readers waiting, behind, or reconnecting at the end all get it."""
+    async with harness.make(retention=0) as store, Streamer(store) as streamer:
+        script = Script(["a"], ["b"])
+        await streamer.start("s1", script)
+        waiting, behind = streamer.resume("s1"), streamer.resume("s1")
+        first = await take(waiting, 1)
+        assert datas(await take(behind, 1)) == datas(first) == ["a"]
+        rest: list[Event] = []
+
+        async def follow() -> None:
+            rest.extend(await collect(waiting))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            await anyio.wait_all_tasks_blocked()
+            script.release_all()
+        assert datas(rest) == ["b", ""]
+        assert datas(await collect(behind)) == ["b", ""]
+        reconnect = streamer.resume("s1", first[0]["id"])
+        assert datas(await collect(reconnect)) == ["b", ""]
+        with pytest.raises(SessionNotFoundError):  # nobody else sees it any more
+            await streamer.status("s1")
+        assert await streamer.start("s1", Script(["new"]))  # and its id is free
