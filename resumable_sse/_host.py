@@ -60,9 +60,18 @@ class ProducerHost:
         if self._tg is None:
             raise StreamerClosedError("the streamer is closed")
 
-    def run(self, session_id: str, producer: Producer) -> None:
-        """Run ``producer`` in the background; call :meth:`ready` first."""
-        assert self._tg is not None, "ProducerHost.run() before ready()"
+    async def run(self, session_id: str, producer: Producer) -> None:
+        """Run ``producer`` in the background; call :meth:`ready` first.
+
+        Raises:
+            StreamerClosedError: the streamer began closing since :meth:`ready` (while
+                the stream was being claimed). The stream is ended at once with
+                ``cancelled`` (reason ``shutdown``) and its generator closed unused, so
+                no stream is left running without a producer.
+        """
+        if self._closed or self._tg is None:
+            await producer.abandon("shutdown")
+            raise StreamerClosedError("the streamer is closed")
         self._producers[session_id] = producer
         self._tg.start_soon(self._run, session_id, producer, name=f"producer {session_id}")
 

@@ -31,7 +31,7 @@ from ._exceptions import (
     ResumableSSEError,
     StoreUnavailableError,
 )
-from ._sources import Source, close_iterator, open_source
+from ._sources import Source, close_iterator, close_unused, open_source
 from .stores._contract import Claim, Entry, StreamState, StreamStore
 
 __all__ = ["Producer", "Settings"]
@@ -122,6 +122,19 @@ class Producer:
         if self._stop_reason is None:
             self._stop_reason = reason
         self._scope.cancel()
+
+    async def abandon(self, reason: str) -> None:
+        """End the stream without running it: close the generator unused, store ``cancelled``.
+
+        For a stream claimed but never run (the streamer closed meanwhile). Never raises.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                await close_unused(self._source)
+            except Exception:
+                logger.exception("closing the generator of stream %r raised", self._session_id)
+        data = json.dumps({"reason": reason}, separators=(",", ":"))
+        await self._finish(StreamState.CANCELLED, Entry(self._settings.terminal.cancelled, data))
 
     def _fail(self, error: ResumableSSEError) -> None:
         if self._failure is None:

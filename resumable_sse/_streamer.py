@@ -202,7 +202,7 @@ class Streamer:
         if claim is None:
             await close_unused(generator)
             return False
-        self._host.run(
+        await self._host.run(
             session_id, Producer(self.store, session_id, claim, generator, self._settings)
         )
         return True

@@ -3,11 +3,19 @@ starts racing a shutdown. Run over every store kind on asyncio and trio."""
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 
-from resumable_sse import SessionNotFoundError, Streamer
-from tests.helpers import Event, Script, collect, datas, take
+from resumable_sse import (
+    AccessRequest,
+    SessionNotFoundError,
+    Streamer,
+    StreamerClosedError,
+    StreamStore,
+)
+from tests.helpers import Event, Script, collect, datas, names, take
 from tests.stores import StoreHarness
 
 pytestmark = pytest.mark.anyio
@@ -37,3 +45,35 @@ async def test_retention_0_still_ends_every_open_subscription(harness: StoreHarn
         with pytest.raises(SessionNotFoundError):  # nobody else sees it any more
             await streamer.status("s1")
         assert await streamer.start("s1", Script(["new"]))  # and its id is free
+
+
+async def test_a_start_racing_aclose_ends_its_stream_and_raises(store: StreamStore) -> None:
+    """A start whose claim lands after aclose() raises StreamerClosedError, not an
+    AssertionError, and its stream ends with cancelled/shutdown instead of running forever."""
+    deciding, decide = anyio.Event(), anyio.Event()
+
+    async def slow_policy(request: AccessRequest) -> bool:
+        deciding.set()
+        await decide.wait()  # aclose() completes while start() is in flight
+        return True
+
+    streamer = Streamer(store, authorize=slow_policy)
+    script = Script(["never"])
+    raised: list[BaseException] = []
+
+    async def start() -> None:
+        try:
+            await streamer.start("s1", script)
+        except StreamerClosedError as exc:
+            raised.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start)
+        await deciding.wait()
+        await streamer.aclose()
+        decide.set()
+    assert len(raised) == 1
+    assert script.runs == 0
+    events = await collect(Streamer(store).resume("s1"))
+    assert names(events) == ["cancelled"]
+    assert json.loads(events[0]["data"]) == {"reason": "shutdown"}
