@@ -59,6 +59,8 @@ class Settings:
     store_retry_deadline: float = 30.0
     close_timeout: float = 5.0
     error_message: Callable[[BaseException], str] = _default_error_message
+    #: The worker threads sync generators step in (``None``: anyio's default limiter).
+    sync_threads: anyio.CapacityLimiter | None = None
 
 
 _new = tuple.__new__
@@ -186,7 +188,7 @@ class Producer:
         total = 0
         try:
             with self._scope:
-                iterator = await open_source(self._source)
+                iterator = await open_source(self._source, threads=settings.sync_threads)
                 async for item in iterator:
                     if type(item) is str and item.isascii():  # the common case, inlined
                         entry, size = _new(Entry, (event, item)), len(item)

@@ -75,6 +75,13 @@ class Streamer:
         max_consumers_per_session: Concurrent subscriptions one session may have in
             this process (default 100); one more raises ``TooManyConsumersError``.
         max_consumers: Concurrent subscriptions in all, in this process (default 10,000).
+        sync_generator_threads: Worker threads for sync generators (default 100): at most
+            this many sync generators run a ``next()`` at once. They are a pool of their
+            own, apart from anyio's default thread limiter, so blocked sync generators
+            never starve the app's own ``def`` endpoints. When all are busy, the next
+            sync generator step waits for a free thread: its stream stays ``running``
+            with no new events (its readers simply wait), nothing fails, and cancel,
+            delete and shutdown end it as usual. Async generators use no threads.
 
     When a stream reaches a limit, its generator is closed and the stream ends with an
     ``error`` event whose code is ``limit_exceeded``; everything stored stays readable.
@@ -96,12 +103,13 @@ class Streamer:
         authorize: Authorize = owner_only,
         max_consumers_per_session: int = 100,
         max_consumers: int = 10_000,
+        sync_generator_threads: int = 100,
     ) -> None:
         terminal = terminal_events or TerminalEvents()
         if check_event_name(event) in terminal:
             raise ValueError(f"event name {event!r} is reserved for the end of the stream")
         limits = (max_events, max_bytes, max_event_bytes, page_size, max_consumers)
-        if min(*limits, max_consumers_per_session) < 1:
+        if min(*limits, max_consumers_per_session, sync_generator_threads) < 1:
             raise ValueError("limits and page_size must be positive")
         self.store: StreamStore = store if store is not None else MemoryStore()
         settings = Settings(
@@ -111,6 +119,7 @@ class Streamer:
             max_bytes=max_bytes,
             max_event_bytes=max_event_bytes,
             store_retry_deadline=store_retry_deadline,
+            sync_threads=anyio.CapacityLimiter(sync_generator_threads),
         )
         if error_message is not None:
             settings = dataclasses.replace(settings, error_message=error_message)
