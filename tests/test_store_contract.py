@@ -282,7 +282,8 @@ async def test_a_reader_attached_at_the_end_gets_the_terminal_event_with_retenti
 async def test_a_reader_behind_the_end_reads_to_it_with_retention_0(harness: StoreHarness) -> None:
     """A reader naming the stream's incarnation reads its rest after the retention passed."""
     async with harness.make(retention=0) as store:
-        claim = await claimed(store)
+        claim = await store.claim("s1", owner="alice")
+        assert claim is not None
         await store.append("s1", claim, entries("a", "b", "c"), first_seq=1)
         await store.finish("s1", claim, StreamState.DONE, Entry("end", ""), seq=4)
         assert await store.read("s1", 0, limit=10, wait=False) is None
@@ -294,3 +295,6 @@ async def test_a_reader_behind_the_end_reads_to_it_with_retention_0(harness: Sto
         page = await store.read("s1", 1, limit=10, wait=False, incarnation=claim.incarnation)
         assert page is not None
         assert page.info.incarnation == again.incarnation
+        # Nothing of the old stream carries over: not its owner, events or state.
+        assert (page.info.owner, page.info.last_seq, list(page.events)) == (None, 0, [])
+        assert page.info.state is StreamState.RUNNING
