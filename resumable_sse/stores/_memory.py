@@ -12,6 +12,11 @@ deleted or re-claimed stream leaves that dict at once, so nothing keeps its even
 Once its retention has passed, a finished stream is invisible (its id can be claimed
 anew), but it is only dropped ``FINISHED_LINGER`` seconds after its end at the earliest,
 so that readers still reading it (they name its incarnation) get to its terminal event.
+
+A conversation's active-stream mapping is dropped with the stream it names (when that
+stream is dropped: expired, evicted, deleted or replaced), so mappings are bounded the
+same way; one that names a stream never claimed lasts until
+:meth:`~MemoryStore.clear_active`, which the streamer calls when a start fails.
 """
 
 from __future__ import annotations
@@ -128,6 +133,8 @@ class MemoryStore(StreamStore):
         # Finished streams in the order they finished, which is the order they expire in.
         self._finished: OrderedDict[str, _Stream] = OrderedDict()
         self._tokens = itertools.count(1)
+        self._active: dict[str, str] = {}
+        self._active_of: dict[str, set[str]] = {}  # session id -> conversations naming it
 
     def __len__(self) -> int:
         """The number of streams held: running, retained, or still being read to their end."""
@@ -150,7 +157,13 @@ class MemoryStore(StreamStore):
         if stream is not None:
             stream.cancel.set()
             stream.wake()
+            self._forget_active(session_id)
         return stream
+
+    def _forget_active(self, session_id: str) -> None:
+        for conversation_id in self._active_of.pop(session_id, ()):
+            if self._active.get(conversation_id) == session_id:
+                del self._active[conversation_id]
 
     def _get(self, session_id: str, incarnation: str | None = None) -> _Stream | None:
         """The visible stream, or a finished one past retention that ``incarnation`` names."""
@@ -267,3 +280,35 @@ class MemoryStore(StreamStore):
     async def delete(self, session_id: str) -> bool:
         self._expire()
         return self._drop(session_id) is not None
+
+    # -- conversations -------------------------------------------------------------------
+
+    async def set_active(
+        self, conversation_id: str, session_id: str, *, replace: bool
+    ) -> str | None:
+        self._expire()
+        current = self._active.get(conversation_id)
+        if current is None or replace:
+            if current is not None:
+                self._unlink(conversation_id, current)
+            self._active[conversation_id] = session_id
+            self._active_of.setdefault(session_id, set()).add(conversation_id)
+        return current
+
+    async def get_active(self, conversation_id: str) -> str | None:
+        self._expire()
+        return self._active.get(conversation_id)
+
+    async def clear_active(self, conversation_id: str, session_id: str) -> bool:
+        if self._active.get(conversation_id) != session_id:
+            return False
+        del self._active[conversation_id]
+        self._unlink(conversation_id, session_id)
+        return True
+
+    def _unlink(self, conversation_id: str, session_id: str) -> None:
+        conversations = self._active_of.get(session_id)
+        if conversations is not None:
+            conversations.discard(conversation_id)
+            if not conversations:
+                del self._active_of[session_id]
