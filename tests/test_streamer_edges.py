@@ -47,9 +47,13 @@ async def test_retention_0_still_ends_every_open_subscription(harness: StoreHarn
         assert await streamer.start("s1", Script(["new"]))  # and its id is free
 
 
-async def test_a_start_racing_aclose_ends_its_stream_and_raises(store: StreamStore) -> None:
+@pytest.mark.parametrize("how", ["start", "start_active"])
+async def test_a_start_racing_aclose_ends_its_stream_and_raises(
+    store: StreamStore, how: str
+) -> None:
     """A start whose claim lands after aclose() raises StreamerClosedError, not an
-    AssertionError, and its stream ends with cancelled/shutdown instead of running forever."""
+    AssertionError, and its stream ends with cancelled/shutdown instead of running forever
+    (and no conversation is left mapped to it)."""
     deciding, decide = anyio.Event(), anyio.Event()
 
     async def slow_policy(request: AccessRequest) -> bool:
@@ -63,7 +67,10 @@ async def test_a_start_racing_aclose_ends_its_stream_and_raises(store: StreamSto
 
     async def start() -> None:
         try:
-            await streamer.start("s1", script)
+            if how == "start":
+                await streamer.start("s1", script)
+            else:
+                await streamer.start_active("chat", script, session_id="s1")
         except StreamerClosedError as exc:
             raised.append(exc)
 
@@ -77,3 +84,4 @@ async def test_a_start_racing_aclose_ends_its_stream_and_raises(store: StreamSto
     events = await collect(Streamer(store).resume("s1"))
     assert names(events) == ["cancelled"]
     assert json.loads(events[0]["data"]) == {"reason": "shutdown"}
+    assert await store.get_active("chat") is None
