@@ -287,7 +287,7 @@ class MemoryStore(StreamStore):
         self, conversation_id: str, session_id: str, *, replace: bool
     ) -> str | None:
         self._expire()
-        current = self._active.get(conversation_id)
+        current = self._active_session(conversation_id)
         if current is None or replace:
             if current is not None:
                 self._unlink(conversation_id, current)
@@ -297,7 +297,16 @@ class MemoryStore(StreamStore):
 
     async def get_active(self, conversation_id: str) -> str | None:
         self._expire()
-        return self._active.get(conversation_id)
+        return self._active_session(conversation_id)
+
+    def _active_session(self, conversation_id: str) -> str | None:
+        """The mapped session; a mapping to a stream past its retention is dropped."""
+        session_id = self._active.get(conversation_id)
+        lingering = session_id in self._streams and self._get(session_id) is None
+        if session_id is not None and lingering:
+            self._forget_active(session_id)  # only readers still reading it see it
+            return None
+        return session_id
 
     async def clear_active(self, conversation_id: str, session_id: str) -> bool:
         if self._active.get(conversation_id) != session_id:
