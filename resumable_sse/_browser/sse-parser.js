@@ -18,8 +18,6 @@
  *   it persists across events that carry no id).
  */
 
-const LINE_BREAK = /[\r\n]/g;
-
 /**
  * An incremental, spec-correct Server-Sent Events parser.
  *
@@ -27,8 +25,9 @@ const LINE_BREAK = /[\r\n]/g;
  * across chunks), one leading BOM is skipped, comments are ignored, `data` lines are
  * joined with "\n", an `id` containing NUL is ignored, `retry` is honoured only when it is
  * all ASCII digits, and a block without data dispatches nothing. An unfinished event at
- * the end of the stream is discarded, as the spec says. A line that arrives in many
- * chunks is scanned once: the parser remembers how far it has looked.
+ * the end of the stream is discarded, as the spec says. Each character is scanned once:
+ * the pieces of an unfinished line are kept as they came and joined when it ends, so a
+ * long line that arrives in many chunks costs no more than one that arrives whole.
  */
 export class SSEParser {
   /**
@@ -41,10 +40,8 @@ export class SSEParser {
     /** The last event id buffer (spec semantics); kept across reset(). */
     this.lastEventId = "";
     // The parse state, declared here for the type checker; reset() sets every field.
-    /** @type {string} The unfinished line: text after the last line break. */
-    this._buffer;
-    /** @type {number} How much of `_buffer` is known to hold no line break. */
-    this._scanned;
+    /** @type {string[]} The unfinished line, in the pieces it came in (scanned already). */
+    this._pending;
     /** @type {boolean} Nothing fed yet: a BOM may come. */
     this._start;
     /** @type {boolean} The last chunk ended in CR: an LF opening the next ends no line. */
@@ -62,8 +59,7 @@ export class SSEParser {
 
   /** Forget any unfinished line or event, as at the end of a stream. */
   reset() {
-    this._buffer = "";
-    this._scanned = 0;
+    this._pending = [];
     this._start = true;
     this._skipLF = false;
     this._data = "";
@@ -86,21 +82,34 @@ export class SSEParser {
       this._skipLF = false;
       if (text.charCodeAt(0) === 10) text = text.slice(1);
     }
-    const buffer = this._buffer + text;
-    let lineStart = 0;
-    LINE_BREAK.lastIndex = this._scanned; // the buffered part has no break: skip it
-    for (let found = LINE_BREAK.exec(buffer); found; found = LINE_BREAK.exec(buffer)) {
-      const end = found.index;
-      this._line(buffer.slice(lineStart, end));
-      lineStart = end + 1;
-      if (buffer.charCodeAt(end) === 13) {
-        if (lineStart === buffer.length) this._skipLF = true; // a CRLF split across chunks
-        else if (buffer.charCodeAt(lineStart) === 10) lineStart += 1;
+    // The next LF and CR at or after `start`; each is searched for again only once passed.
+    let start = 0;
+    let lf = text.indexOf("\n");
+    let cr = text.indexOf("\r");
+    while (lf !== -1 || cr !== -1) {
+      const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
+      this._line(this._takeLine(text.slice(start, end)));
+      start = end + 1;
+      if (end === cr) {
+        if (start === text.length) this._skipLF = true; // a CRLF may be split across chunks
+        else if (text.charCodeAt(start) === 10) start += 1;
       }
-      LINE_BREAK.lastIndex = lineStart;
+      if (lf !== -1 && lf < start) lf = text.indexOf("\n", start);
+      if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
     }
-    this._buffer = buffer.slice(lineStart);
-    this._scanned = this._buffer.length;
+    if (start < text.length) this._pending.push(text.slice(start));
+  }
+
+  /**
+   * The whole line that `last` ends: the pieces kept so far, then `last`.
+   * @param {string} last
+   */
+  _takeLine(last) {
+    if (this._pending.length === 0) return last;
+    this._pending.push(last);
+    const line = this._pending.join("");
+    this._pending = [];
+    return line;
   }
 
   /** @param {string} line */
