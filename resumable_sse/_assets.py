@@ -5,8 +5,8 @@ needs no npm step: mount it and import it from the page::
 
     app.routes.append(client_mount())          # serves /resumable-sse/resumable-sse.js
 
-It imports its two helper modules, ``sse-parser.js`` and ``backoff.js``, by relative
-url, so they are served from the same place. The files are the package's ``_browser``
+It imports its helper modules (``sse-parser.js``, ``backoff.js``, ``storage.js``) by
+relative url, so they are served from the same place. The files are the package's ``_browser``
 directory and nothing else, so mounting them exposes no demo or source file.
 """
 

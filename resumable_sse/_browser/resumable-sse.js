@@ -30,19 +30,19 @@
 
 import { backoffDelay, parseRetryAfter } from "./backoff.js";
 import { SSEParser } from "./sse-parser.js";
+import { absolute, forgetSaved, loadSaved, save } from "./storage.js";
 
-export { SSEParser };
+export { forgetSaved, loadSaved, SSEParser };
 
 /** @typedef {import("./sse-parser.js").SSEMessage} SSEMessage */
 
 /** Version of this module, to tell cached copies apart. */
 export const VERSION = "0.2.0";
 
-const STORAGE_PREFIX = "resumable-sse:";
 const EVENT_ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
 
 // ---------------------------------------------------------------------------------------
-// Ids and storage
+// Ids
 // ---------------------------------------------------------------------------------------
 
 /**
@@ -53,66 +53,6 @@ const EVENT_ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
 export function parseEventId(id) {
   const match = EVENT_ID.exec(id ?? "");
   return match ? { incarnation: match[1], seq: Number(match[2]) } : null;
-}
-
-/**
- * What is kept in sessionStorage for one stream, under "resumable-sse:<stream url>".
- * @typedef {object} SavedStream
- * @property {string|null} lastEventId The id of the last event received.
- * @property {string} text The data of every `message` event received, concatenated.
- * @property {number} events How many events were received (terminal included).
- * @property {{event: string, data: string}|null} terminal The terminal event, once received.
- */
-
-/** @param {string} url */
-function absolute(url) {
-  const target = new URL(url, document.baseURI);
-  target.hash = "";
-  return target.href;
-}
-
-/**
- * The saved state of the stream at `url`, or null.
- * @param {string} url The stream's GET url (relative urls resolve against the page).
- * @returns {SavedStream|null}
- */
-export function loadSaved(url) {
-  try {
-    const raw = sessionStorage.getItem(STORAGE_PREFIX + absolute(url));
-    const value = raw === null ? null : JSON.parse(raw);
-    const valid =
-      value !== null && typeof value === "object" && typeof value.text === "string" &&
-      (value.lastEventId === null || typeof value.lastEventId === "string") &&
-      typeof value.events === "number" &&
-      (value.terminal === null || typeof value.terminal?.event === "string");
-    return valid ? value : null;
-  } catch {
-    return null; // storage disabled, or a value this version does not understand
-  }
-}
-
-/**
- * Remove the saved state of the stream at `url`.
- * @param {string} url
- */
-export function forgetSaved(url) {
-  try {
-    sessionStorage.removeItem(STORAGE_PREFIX + absolute(url));
-  } catch {
-    // storage disabled: nothing was saved
-  }
-}
-
-/**
- * @param {string} url absolute
- * @param {SavedStream} value
- */
-function save(url, value) {
-  try {
-    sessionStorage.setItem(STORAGE_PREFIX + url, JSON.stringify(value));
-  } catch {
-    // Storage full or disabled: the stream works, it just cannot survive a reload.
-  }
 }
 
 // ---------------------------------------------------------------------------------------
