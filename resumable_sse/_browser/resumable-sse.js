@@ -91,7 +91,9 @@ export function parseEventId(id) {
  *   continues after `lastEventId` (its sequence number is `seq`): after a page reload or
  *   after a dropped connection.
  * @property {(info: {attempt: number, delay: number, reason: string}) => void}
- *   [onReconnecting] The connection dropped or was refused for now; retrying in `delay` ms.
+ *   [onReconnecting] The connection dropped, was refused for now, or brought no new
+ *   event; retrying in `delay` ms (never more than `maxRetryDelay`). `attempt` counts the
+ *   failed attempts in a row.
  * @property {(state: StreamState) => void} [onStateChange] Every change of `stream.state`.
  */
 
@@ -106,8 +108,12 @@ export function parseEventId(id) {
  * @property {Record<string, string>} [headers] Extra request headers (e.g. auth).
  * @property {RequestCredentials} [credentials="same-origin"]
  * @property {number} [maxRetries=10] Failed reconnection attempts in a row before giving up.
+ *   An attempt fails unless it brings a new event: a response that ends with nothing new
+ *   (garbage, only comments, an immediate close) counts like a refused connection.
  * @property {number} [maxRetryDelay=30000] Cap of the exponential backoff, in ms; the
- *   server's `retry` (default 1000 ms) is the first delay.
+ *   server's `retry` (default 1000 ms) is the first delay, doubled per failure, less up
+ *   to 25 % jitter. A `Retry-After` is waited out, but no server value lifts a wait past
+ *   this cap; one that is not a finite number >= 0 is ignored.
  * @property {number} [idleTimeout=45000] Reconnect when nothing (not even a keep-alive
  *   comment) arrived for this long, in ms; 0 disables it. Keep it above the server's ping.
  * @property {{end?: string, error?: string, cancelled?: string}} [terminalEvents]
