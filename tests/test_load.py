@@ -152,10 +152,10 @@ async def make_store(kind: str) -> AsyncIterator[tuple[StreamStore, FakeClock | 
         server.close()
         require_redis(exc)
     # The 500 clients share the server's event loop, so on a busy machine a reply can
-    # wait seconds for the loop to read it; redis-py's default socket timeout (5 s)
-    # would turn that wait into "store unavailable" answers.
+    # wait a minute for the loop to read it; redis-py's default socket timeout (5 s)
+    # turned that wait into "store unavailable" answers. pytest-timeout guards hangs.
     client = Redis.from_url(
-        server.url, max_connections=2 * CLIENTS, socket_timeout=60, socket_connect_timeout=60
+        server.url, max_connections=2 * CLIENTS, socket_timeout=None, socket_connect_timeout=None
     )
     try:
         # No producer dies here, and a starved event loop can run a renewal many seconds
@@ -244,7 +244,9 @@ async def test_500_clients_dropping_and_resuming_get_byte_exact_streams(kind: st
         port = int(url.rsplit(":", 1)[1])
         # "Connection: close" makes the server close each connection as soon as its
         # response ends, rather than when an idle keep-alive connection times out.
-        options: dict[str, Any] = {"timeout": 60, "headers": {"Connection": "close"}}
+        # No client timeout: at load 15 a response took over 60 s to start; pytest-timeout
+        # is the hang guard.
+        options: dict[str, Any] = {"timeout": None, "headers": {"Connection": "close"}}
         warm = await stack.enter_async_context(http_client(url, **options))
         baseline = await warm_up(warm, app)
 
