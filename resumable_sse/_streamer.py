@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import anyio
 from typing_extensions import Self, final
@@ -13,11 +14,13 @@ from typing_extensions import Self, final
 from ._access import AccessRequest, Action, Authorize, check_access, owner_only
 from ._consumer import ConsumerSlots, Subscription
 from ._events import TerminalEvents, check_event_name
-from ._exceptions import SessionNotFoundError
+from ._exceptions import ResumableSSEError, SessionNotFoundError
 from ._host import ProducerHost
 from ._ids import EventId, parse_last_event_id, validate_session_id
+from ._live import LiveStream, list_streams
 from ._producer import Producer, Settings
 from ._sources import Source, close_unused
+from ._telemetry import make_telemetry
 from .stores._contract import StreamInfo, StreamState, StreamStore
 from .stores._memory import MemoryStore
 
@@ -75,6 +78,13 @@ class Streamer:
         max_consumers_per_session: Concurrent subscriptions one session may have in
             this process (default 100); one more raises ``TooManyConsumersError``.
         max_consumers: Concurrent subscriptions in all, in this process (default 10,000).
+        meter_provider: The OpenTelemetry ``MeterProvider`` that gets the streamer's
+            metrics; the global one if ``None``. See the README's "Operations".
+        tracer_provider: The OpenTelemetry ``TracerProvider`` for its spans; the global
+            one if ``None``.
+        telemetry: ``None`` (the default) records metrics and spans if the
+            ``opentelemetry-api`` package is installed (the ``[otel]`` extra); ``False``
+            never; ``True`` requires it.
 
     When a stream reaches a limit, its generator is closed and the stream ends with an
     ``error`` event whose code is ``limit_exceeded``; everything stored stays readable.
@@ -96,6 +106,9 @@ class Streamer:
         authorize: Authorize = owner_only,
         max_consumers_per_session: int = 100,
         max_consumers: int = 10_000,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        telemetry: bool | None = None,
     ) -> None:
         terminal = terminal_events or TerminalEvents()
         if check_event_name(event) in terminal:
@@ -104,7 +117,11 @@ class Streamer:
         if min(*limits, max_consumers_per_session) < 1:
             raise ValueError("limits and page_size must be positive")
         self.store: StreamStore = store if store is not None else MemoryStore()
+        self._telemetry = make_telemetry(
+            self.store, meter_provider, tracer_provider, enabled=telemetry
+        )
         settings = Settings(
+            telemetry=self._telemetry,
             terminal=terminal,
             event=event,
             max_events=max_events,
@@ -117,7 +134,9 @@ class Streamer:
         self._settings = settings
         self._page_size = page_size
         self._authorize = authorize
-        self._slots = ConsumerSlots(per_session=max_consumers_per_session, total=max_consumers)
+        self._slots = ConsumerSlots(
+            per_session=max_consumers_per_session, total=max_consumers, hooks=self._telemetry
+        )
         self._host = ProducerHost(shutdown_timeout)
 
     @property
@@ -190,6 +209,10 @@ class Streamer:
             StoreUnavailableError: the store cannot be reached.
             StreamerClosedError: the streamer is closed.
         """
+        with self._telemetry.span("start", session_id):
+            return await self._start(session_id, generator, principal)
+
+    async def _start(self, session_id: str, generator: Source, principal: str | None) -> bool:
         try:
             validate_session_id(session_id)
             await self._host.ready()
@@ -202,6 +225,7 @@ class Streamer:
         if claim is None:
             await close_unused(generator)
             return False
+        self._telemetry.stream_started()
         self._host.run(
             session_id, Producer(self.store, session_id, claim, generator, self._settings)
         )
@@ -231,15 +255,45 @@ class Streamer:
             TooManyConsumersError, StoreFullError, StoreUnavailableError,
             StreamerClosedError.
         """
-        position = await self._prepare(session_id, generator, last_id, principal)
-        return await self._subscription(session_id).open(position)
+        subscription = self._subscription(session_id)
+        await self._open(subscription, session_id, generator, last_id, principal)
+        return subscription
 
     def _subscription(
-        self, session_id: str, opener: Callable[[], Awaitable[EventId | None]] | None = None
+        self, session_id: str, opener: Callable[[], Awaitable[object]] | None = None
     ) -> Subscription:
         return Subscription(
-            self.store, session_id, page_size=self._page_size, opener=opener, slots=self._slots
+            self.store,
+            session_id,
+            page_size=self._page_size,
+            opener=opener,
+            slots=self._slots,
+            hooks=self._telemetry,
         )
+
+    async def _open(
+        self,
+        subscription: Subscription,
+        session_id: str,
+        generator: Source | None,
+        last_id: str | None,
+        principal: str | None,
+    ) -> None:
+        """Prepare and open ``subscription``, counting the open by its kind."""
+        with self._telemetry.span("open", session_id):
+            try:
+                position, started = await self._prepare(session_id, generator, last_id, principal)
+                await subscription.open(position)
+            except ResumableSSEError as exc:
+                self._telemetry.refused(exc)
+                raise
+        if subscription.finished:
+            kind = "complete"  # the client has every event (HTTP: 204)
+        elif started:
+            kind = "new"
+        else:
+            kind = "join" if position is None else "resume"
+        self._telemetry.opened(kind, subscription.backlog)
 
     async def _prepare(
         self,
@@ -247,8 +301,12 @@ class Streamer:
         generator: Source | None,
         last_id: str | None,
         principal: str | None,
-    ) -> EventId | None:
-        """Validate, start the stream if asked to, check read access; return the position."""
+    ) -> tuple[EventId | None, bool]:
+        """Validate, start the stream if asked to, check read access.
+
+        Returns:
+            The position, and whether this call started the stream.
+        """
         try:
             validate_session_id(session_id)
             position = parse_last_event_id(last_id)
@@ -256,13 +314,14 @@ class Streamer:
             if generator is not None:
                 await close_unused(generator)
             raise
+        started = False
         if generator is not None:
             if position is None:
-                await self.start(session_id, generator, principal=principal)
+                started = await self.start(session_id, generator, principal=principal)
             else:
                 await close_unused(generator)
         await self._authorized("read", session_id, principal)
-        return position
+        return position, started
 
     def stream(
         self,
@@ -286,10 +345,11 @@ class Streamer:
             principal: Who is asking (the app's user id), for the authorize policy.
         """
 
-        async def opener() -> EventId | None:
-            return await self._prepare(session_id, generator, last_id, principal)
+        async def opener() -> None:
+            await self._open(subscription, session_id, generator, last_id, principal)
 
-        return self._subscription(session_id, opener)
+        subscription = self._subscription(session_id, opener)
+        return subscription
 
     def resume(
         self, session_id: str, last_id: str | None = None, *, principal: str | None = None
@@ -300,12 +360,35 @@ class Streamer:
             SessionNotFoundError: there is no stream under this session id.
         """
 
-        async def opener() -> EventId | None:
-            return await self._prepare(session_id, None, last_id, principal)
+        async def opener() -> None:
+            await self._open(subscription, session_id, None, last_id, principal)
 
-        return self._subscription(session_id, opener)
+        subscription = self._subscription(session_id, opener)
+        return subscription
 
     # -- managing -----------------------------------------------------------------------
+
+    async def streams(self, owner: str | None = None, *, limit: int = 1000) -> list[LiveStream]:
+        """List the running streams, newest first, for an admin page or a user's menu.
+
+        With a store that keeps an index of running streams (both built-in stores),
+        the list covers every process sharing the store: on Redis, every worker's
+        streams, through a sorted set of the running ones (one round trip, then one
+        state read per stream listed, never a scan of the database). Otherwise it
+        lists the streams whose producer runs in this process. ``consumers`` counts
+        the subscriptions open in this process. No authorize policy applies: filter
+        by ``owner`` for a user's own streams.
+
+        Args:
+            owner: Only the streams started with this principal.
+            limit: At most this many streams (default 1000).
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+        """
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        return await list_streams(self.store, self._host, self._slots, owner, limit)
 
     async def status(self, session_id: str, *, principal: str | None = None) -> StreamStatus:
         """Report a stream's state, event count and times.
@@ -343,6 +426,10 @@ class Streamer:
             AccessDeniedError: the authorize policy refused.
             SessionNotFoundError: there is no stream under this session id.
         """
+        with self._telemetry.span("cancel", session_id):
+            return await self._cancel(session_id, principal)
+
+    async def _cancel(self, session_id: str, principal: str | None) -> bool:
         validate_session_id(session_id)
         info = await self._authorized("cancel", session_id, principal)
         if info is None and await self.store.info(session_id) is None:
@@ -360,6 +447,10 @@ class Streamer:
         Raises:
             AccessDeniedError: the authorize policy refused.
         """
+        with self._telemetry.span("delete", session_id):
+            return await self._delete(session_id, principal)
+
+    async def _delete(self, session_id: str, principal: str | None) -> bool:
         validate_session_id(session_id)
         await self._authorized("delete", session_id, principal)
         producer = self._host.producer(session_id)
