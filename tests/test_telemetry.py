@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -67,7 +71,11 @@ class Otel:
                     for point in metric.data.data_points:
                         attrs = dict(point.attributes or {})
                         attrs.pop("resumable_sse.store")
-                        value = (point.count, point.sum) if hasattr(point, "count") else point.value
+                        if isinstance(point, HistogramDataPoint):
+                            value: Any = (point.count, point.sum)
+                        else:
+                            assert isinstance(point, NumberDataPoint)
+                            value = point.value
                         out.setdefault(metric.name, {})[frozenset(attrs.items())] = value
         return out
 
