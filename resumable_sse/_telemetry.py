@@ -3,10 +3,10 @@
 The rest of the library calls one hook per fact (a stream started, a batch was written,
 a consumer opened...) on the streamer's telemetry object. :class:`Hooks` does nothing
 and is what a streamer uses when the ``opentelemetry-api`` package is not installed
-(the ``[otel]`` extra): a call costs one method dispatch. :class:`Telemetry` turns the
-same calls into OpenTelemetry instruments and spans, created once, through the OTel
-API: the application decides where they go (an SDK with an exporter, or the API's own
-no-op default).
+(the ``[otel]`` extra): a call costs one method dispatch. ``_otel.Telemetry`` turns
+the same calls into OpenTelemetry metrics and spans through the OTel API: the
+application decides where they go (an SDK with an exporter, or the API's own no-op
+default).
 
 Metric names follow OpenTelemetry's semantic conventions where one applies (the
 attributes ``error.type`` and ``http.response.status_code``, units ``s`` and
@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 from ._exceptions import ResumableSSEError
-from ._version import __version__
 from .stores._contract import StreamState, StreamStore
 
-__all__ = ["METRICS", "NO_HOOKS", "Hooks", "Telemetry", "make_telemetry", "store_kind"]
+__all__ = ["METRICS", "NO_HOOKS", "Hooks", "make_telemetry", "store_kind", "terminal_detail"]
 
 logger = logging.getLogger("resumable_sse")
-
-_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 #: Every instrument: name -> (kind, unit, description).
 METRICS: Mapping[str, tuple[str, str, str]] = {
@@ -90,13 +86,6 @@ KIND = "resumable_sse.open.kind"
 OPERATION = "resumable_sse.store.operation"
 ERROR_TYPE = "error.type"
 STATUS = "http.response.status_code"
-
-_OUTCOMES = {
-    StreamState.DONE: "end",
-    StreamState.ERROR: "error",
-    StreamState.CANCELLED: "cancelled",
-    StreamState.RUNNING: "running",
-}
 
 
 def store_kind(store: StreamStore) -> str:
@@ -209,144 +198,10 @@ class Hooks:
 NO_HOOKS = Hooks()
 
 
-class Telemetry(Hooks):
-    """The hooks, recorded through OpenTelemetry.
-
-    Args:
-        store: The streamer's store; its kind is an attribute of every metric.
-        meter_provider: Where metrics go; the global provider if ``None``.
-        tracer_provider: Where spans go; the global provider if ``None``.
-        span_session_ids: Whether spans carry the session id (off by default: it may
-            be sensitive).
-    """
-
-    def __init__(
-        self,
-        store: StreamStore,
-        meter_provider: Any = None,
-        tracer_provider: Any = None,
-        *,
-        span_session_ids: bool = False,
-    ) -> None:
-        from opentelemetry import metrics, trace
-
-        meter = metrics.get_meter("resumable_sse", __version__, meter_provider=meter_provider)
-        self._tracer = trace.get_tracer("resumable_sse", __version__, tracer_provider)
-        self._status = trace.Status
-        self._error_status = trace.StatusCode.ERROR
-        self._span_session_ids = span_session_ids
-        self._base: dict[str, str | int] = {STORE: store_kind(store)}
-        made: dict[str, Any] = {}
-        for name, (kind, unit, description) in METRICS.items():
-            if kind == "counter":
-                made[name] = meter.create_counter(name, unit, description)
-            elif kind == "updown":
-                made[name] = meter.create_up_down_counter(name, unit, description)
-            else:
-                made[name] = meter.create_histogram(
-                    name,
-                    unit,
-                    description,
-                    explicit_bucket_boundaries_advisory=list(_SECONDS_BUCKETS),
-                )
-        self._i = made
-        # Attribute sets used on hot paths, made once.
-        self._plain: dict[str, str | int] = dict(self._base)
-        self._append: dict[str, str | int] = {**self._base, OPERATION: "append"}
-
-    def _attrs(self, extra: Mapping[str, str | int]) -> dict[str, str | int]:
-        return {**self._base, **extra}
-
-    def stream_started(self) -> None:
-        self._i["resumable_sse.streams.started"].add(1, self._plain)
-        self._i["resumable_sse.streams.active"].add(1, self._plain)
-
-    def stream_finished(
-        self,
-        session_id: str,
-        state: StreamState,
-        data: str,
-        exc: BaseException | None = None,
-    ) -> None:
-        super().stream_finished(session_id, state, data, exc)
-        attrs = self._attrs({OUTCOME: _OUTCOMES[state]})
-        detail = terminal_detail(state, data)
-        if detail is not None:
-            attrs[ERROR_TYPE if state is StreamState.ERROR else REASON] = detail
-        self._i["resumable_sse.streams.finished"].add(1, attrs)
-
-    def producer_done(self) -> None:
-        self._i["resumable_sse.streams.active"].add(-1, self._plain)
-
-    def events_produced(self, count: int) -> None:
-        self._i["resumable_sse.events.produced"].add(count, self._plain)
-
-    def first_event(self, seconds: float) -> None:
-        self._i["resumable_sse.stream.time_to_first_event"].record(seconds, self._plain)
-
-    def store_write(self, operation: str, seconds: float, error: str | None) -> None:
-        if error is None and operation == "append":
-            attrs: dict[str, str | int] = self._append
-        else:
-            attrs = self._attrs({OPERATION: operation})
-            if error is not None:
-                attrs[ERROR_TYPE] = error
-        self._i["resumable_sse.store.write.duration"].record(seconds, attrs)
-
-    def store_retry(
-        self, session_id: str, operation: str, attempt: int, exc: ResumableSSEError
-    ) -> None:
-        super().store_retry(session_id, operation, attempt, exc)
-        attrs = self._attrs({OPERATION: operation, ERROR_TYPE: exc.code})
-        self._i["resumable_sse.store.write.retries"].add(1, attrs)
-
-    def producer_lost(
-        self, session_id: str, code: str, message: str, exc: BaseException | None = None
-    ) -> None:
-        super().producer_lost(session_id, code, message, exc)
-        self._i["resumable_sse.producers.lost"].add(1, self._attrs({ERROR_TYPE: code}))
-
-    def opened(self, kind: str, replayed: int) -> None:
-        self._i["resumable_sse.opens"].add(1, self._attrs({KIND: kind}))
-        if kind == "resume":
-            self._i["resumable_sse.events.replayed"].add(replayed, self._plain)
-
-    def refused(self, exc: ResumableSSEError) -> None:
-        attrs = self._attrs({KIND: "refused", ERROR_TYPE: exc.code, STATUS: exc.status})
-        self._i["resumable_sse.opens"].add(1, attrs)
-
-    def consumer_opened(self) -> None:
-        self._i["resumable_sse.consumers.active"].add(1, self._plain)
-
-    def consumer_closed(self) -> None:
-        self._i["resumable_sse.consumers.active"].add(-1, self._plain)
-
-    def delivered(self, count: int) -> None:
-        self._i["resumable_sse.events.delivered"].add(count, self._plain)
-
-    def span(self, name: str, session_id: str) -> AbstractContextManager[object]:
-        return self._span(name, session_id)
-
-    @contextmanager
-    def _span(self, name: str, session_id: str) -> Iterator[object]:
-        attrs = dict(self._base)
-        if self._span_session_ids:
-            attrs["resumable_sse.session_id"] = session_id
-        with self._tracer.start_as_current_span(
-            f"resumable_sse.{name}", attributes=attrs, set_status_on_exception=False
-        ) as span:
-            try:
-                yield span
-            except ResumableSSEError as exc:
-                span.set_attribute(ERROR_TYPE, exc.code)
-                span.set_status(self._status(self._error_status, exc.code))
-                raise
-
-
 def make_telemetry(
     store: StreamStore,
-    meter_provider: Any = None,
-    tracer_provider: Any = None,
+    meter_provider: object = None,
+    tracer_provider: object = None,
     *,
     enabled: bool | None = None,
     span_session_ids: bool = False,
@@ -358,6 +213,8 @@ def make_telemetry(
     if enabled is False:
         return NO_HOOKS
     try:
+        from ._otel import Telemetry
+
         return Telemetry(store, meter_provider, tracer_provider, span_session_ids=span_session_ids)
     except ImportError:
         if enabled:

@@ -400,6 +400,7 @@ def test_without_opentelemetry_the_hooks_do_nothing(
     import sys
 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.setitem(sys.modules, "resumable_sse._otel", None)  # as if never imported
     from resumable_sse import MemoryStore
 
     telemetry = make_telemetry(MemoryStore())
