@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -28,6 +29,7 @@ from opentelemetry.trace import StatusCode
 from resumable_sse import (
     InvalidEventIdError,
     InvalidSessionIdError,
+    LeaseLostError,
     SessionNotFoundError,
     StaleEventIdError,
     StoreUnavailableError,
@@ -366,6 +368,36 @@ async def test_a_producer_that_cannot_store_its_end_is_lost(
     lost = [r for r in caplog.records if "producer lost" in r.getMessage()]
     assert [(r.session_id, r.code) for r in lost] == [("s", "store_unavailable")]  # type: ignore[attr-defined]
     flaky.finishes = 0
+
+
+async def test_a_producer_whose_lease_is_lost_is_counted_once(
+    store: StreamStore, otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store refuses a write (lease lost: reaped or taken over): one loss, one record."""
+    append = store.append
+    refuse, refused = anyio.Event(), anyio.Event()
+
+    async def losing_append(*args: Any, **kwargs: Any) -> None:
+        if refuse.is_set():  # what a store answers once the stream was reaped
+            refused.set()
+            raise LeaseLostError("stream is no longer owned by this producer (test)")
+        await append(*args, **kwargs)
+
+    store.append = losing_append  # type: ignore[method-assign]
+    script = Script(["x"], ["y"])
+    caplog.set_level(logging.ERROR, logger="resumable_sse")
+    async with otel.streamer(store) as streamer:
+        reading = await streamer.open("s", script)
+        await take(reading, 1)
+        refuse.set()
+        script.release()
+        await refused.wait()
+        await reading.aclose()
+    points = otel.points()
+    assert points["resumable_sse.producers.lost"] == {a(error__type="lease_lost"): 1}
+    assert "resumable_sse.streams.finished" not in points
+    lost = [r for r in caplog.records if "producer lost" in r.getMessage()]
+    assert [(r.session_id, r.code, r.attempt) for r in lost] == [("s", "lease_lost", None)]  # type: ignore[attr-defined]
 
 
 async def test_a_deleted_stream_is_cancelled_not_lost(store: StreamStore, otel: Otel) -> None:
