@@ -13,6 +13,7 @@ import anyio
 
 from benchmarks import (
     scenarios_aisdk,
+    scenarios_browser,
     scenarios_core,
     scenarios_http,
     scenarios_redis,
@@ -35,6 +36,9 @@ async def main_async(quick: bool) -> Report:
     await scenarios_core.memory(report, 500 if quick else 10_000, 20)
     await scenarios_aisdk.chunks(report, n)
     await scenarios_telemetry.overhead(report, n * 5, 200 if quick else 1_000, 5 if quick else 9)
+    scenarios_browser.parser_chunking(
+        report, 1 << (16 if quick else 20), 2_000 if quick else 20_000
+    )
     with RedisServer() as server:
         await scenarios_redis.redis_and_peers(report, server.url, n)
         await scenarios_redis.redis_memory(report, server.url, n)

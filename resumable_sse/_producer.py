@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import anyio
 from typing_extensions import final
 
+from ._backoff import backoff_delay
 from ._events import TerminalEvents, encode_item
 from ._exceptions import (
     InvalidItemError,
@@ -41,6 +42,15 @@ __all__ = ["Producer", "Settings"]
 logger = logging.getLogger("resumable_sse")
 
 _DEFAULT_ERROR_MESSAGE = "The stream failed before it was complete."
+
+# Store retries back off from 50 ms to 2 s (with jitter, so producers cut off by one
+# outage do not all retry at the same instant).
+_STORE_RETRY_BASE = 0.05
+_STORE_RETRY_CAP = 2.0
+
+
+def _store_retry_delay(failures: int) -> float:
+    return backoff_delay(failures, base=_STORE_RETRY_BASE, cap=_STORE_RETRY_CAP)
 
 
 def _default_error_message(exc: BaseException) -> str:
@@ -316,8 +326,7 @@ class Producer:
         fact landed is recognised by the store and not applied twice.
         """
         deadline = anyio.current_time() + self._settings.store_retry_deadline
-        delay = 0.05
-        attempt = 1
+        failures = 0
         while True:
             began = time.perf_counter()
             try:
@@ -327,10 +336,9 @@ class Producer:
                 remaining = deadline - anyio.current_time()
                 if not isinstance(exc, StoreUnavailableError) or remaining <= 0:
                     raise
-                self._hooks.store_retry(self._session_id, operation, attempt, exc)
-                await anyio.sleep(min(delay, remaining))
-                delay = min(delay * 2, 2.0)
-                attempt += 1
+                failures += 1
+                self._hooks.store_retry(self._session_id, operation, failures, exc)
+                await anyio.sleep(min(_store_retry_delay(failures), remaining))
             else:
                 self._hooks.store_write(operation, time.perf_counter() - began, None)
                 return
@@ -338,13 +346,13 @@ class Producer:
     # -- watching ----------------------------------------------------------------------
 
     async def _watch_cancel(self) -> None:
-        delay = 0.05
+        failures = 0
         while True:
             try:
                 await self._store.wait_cancel(self._session_id, self._claim)
             except StoreUnavailableError:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await anyio.sleep(_store_retry_delay(failures))
                 continue
             self.stop("cancelled")
             return
