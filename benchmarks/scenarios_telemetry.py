@@ -5,13 +5,16 @@ Off is ``Streamer(telemetry=False)``: the no-op hooks, what a streamer uses with
 reader, without and with an SDK tracer provider (spans recorded, not exported). All
 run on the memory store, the fastest, where the instrumentation's share is largest;
 rounds alternate (in reversed order every other round) and the medians are compared,
-as a ratio (on / off).
+as a ratio (on / off). Times are this process's CPU time, not wall time: the cost of
+instrumentation is CPU, and CPU time is far less disturbed by other load on the machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
+import timeit
 from collections.abc import AsyncIterator, Callable
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,6 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks._report import Figure, Report
 from resumable_sse import MemoryStore, Streamer
+from resumable_sse._telemetry import NO_HOOKS, Hooks
 
 TOKEN = "tokn"
 
@@ -50,26 +54,67 @@ VARIANTS: dict[str, Callable[[], Streamer]] = {
 
 
 async def _one_long_stream(make: Callable[[], Streamer], n: int) -> float:
-    """Seconds per event: one stream of ``n`` tokens read by one consumer."""
+    """CPU seconds per event: one stream of ``n`` tokens read by one consumer."""
     async with make() as streamer:
-        start = time.perf_counter()
+        start = time.process_time()
         count = 0
         async for _ in streamer.stream("long", _tokens(n)):
             count += 1
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
     assert count == n + 1, count
     return elapsed / n
 
 
 async def _short_streams(make: Callable[[], Streamer], sessions: int) -> float:
-    """Seconds per stream: ``sessions`` streams of 20 tokens, each started and read once."""
+    """CPU seconds per stream: ``sessions`` streams of 20 tokens, each started and read once."""
     async with make() as streamer:
-        start = time.perf_counter()
+        start = time.process_time()
         for i in range(sessions):
             async for _ in streamer.stream(f"s{i}", _tokens(20)):
                 pass
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
     return elapsed / sessions
+
+
+class _CountingHooks(Hooks):
+    """No-op hooks that count how often each hook is called."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __getattribute__(self, name: str) -> object:
+        if not name.startswith("_") and name != "calls":
+            object.__setattr__(self, "calls", object.__getattribute__(self, "calls") + 1)
+        return object.__getattribute__(self, name)
+
+
+async def _noop_share(report: Report, sessions: int, per_stream: float) -> None:
+    """What the no-op hooks cost: hook calls per stream x one no-op call's CPU time."""
+    hooks = _CountingHooks()
+    streamer = Streamer(MemoryStore(), telemetry=False)
+    # The streamer's parts hold the hooks they were given; swap in the counting ones.
+    streamer._telemetry = hooks
+    streamer._settings = dataclasses.replace(streamer._settings, telemetry=hooks)
+    streamer._slots._hooks = hooks
+    async with streamer:
+        for i in range(sessions):
+            async for _ in streamer.stream(f"s{i}", _tokens(20)):
+                pass
+    calls = hooks.calls / sessions
+    number = 200_000
+    call = min(timeit.repeat(lambda: NO_HOOKS.delivered(1), number=number, repeat=5)) / number
+    report.add(
+        Figure(
+            "telemetry",
+            f"no-op hooks: {calls:.0f} calls per 20-token stream, {call * 1e9:.0f} ns each",
+            calls * call * 1e6,
+            "us",
+            f"a stream's CPU with them ({per_stream * 1e6:.1f} us)",
+            calls * call / per_stream,
+            "<= 0.02x",
+            calls * call / per_stream <= 0.02,
+        )
+    )
 
 
 async def overhead(report: Report, n: int, sessions: int, rounds: int) -> None:
@@ -86,6 +131,8 @@ async def overhead(report: Report, n: int, sessions: int, rounds: int) -> None:
             for variant in order:
                 times[variant].append(await run(makers[variant], size))
         base = statistics.median(times["off"])
+        if run is _short_streams:
+            await _noop_share(report, size, base)
         for variant in VARIANTS:
             ours = statistics.median(times[variant])
             report.add(
