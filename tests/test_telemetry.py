@@ -30,10 +30,12 @@ from resumable_sse import (
     InvalidEventIdError,
     InvalidSessionIdError,
     LeaseLostError,
+    MemoryStore,
     SessionNotFoundError,
     StaleEventIdError,
     StoreUnavailableError,
     Streamer,
+    StreamerClosedError,
     StreamStore,
     TooManyConsumersError,
 )
@@ -433,10 +435,35 @@ def test_without_opentelemetry_the_hooks_do_nothing(
 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     monkeypatch.setitem(sys.modules, "resumable_sse._otel", None)  # as if never imported
-    from resumable_sse import MemoryStore
-
     telemetry = make_telemetry(MemoryStore())
     assert type(telemetry) is Hooks
     with pytest.raises(ImportError):
         make_telemetry(MemoryStore(), enabled=True)
     assert type(make_telemetry(MemoryStore(), enabled=False)) is Hooks
+
+
+async def test_a_refusal_with_a_5xx_status_is_counted(otel: Otel) -> None:
+    """An open on a closed streamer is refused with 503, and counted so."""
+    streamer = otel.streamer(MemoryStore())
+    async with streamer:
+        pass
+    with pytest.raises(StreamerClosedError):
+        await streamer.open("s", Script(["x"]))
+    refused = a(
+        resumable_sse__open__kind="refused",
+        error__type="streamer_closed",
+        http__response__status_code=503,
+    )
+    assert otel.points()["resumable_sse.opens"] == {refused: 1}
+
+
+async def test_streamers_sharing_a_meter_provider_add_to_the_same_instruments(
+    otel: Otel,
+) -> None:
+    """Two streamers, one provider: one set of instruments, totals per store kind."""
+    async with otel.streamer(MemoryStore()) as one, otel.streamer(MemoryStore()) as two:
+        await collect(one.stream("a", Script(["x"])))
+        await collect(two.stream("b", Script(["y", "z"])))
+    points = otel.points()
+    assert points["resumable_sse.streams.started"] == {NONE: 2}
+    assert points["resumable_sse.events.produced"] == {NONE: 3}
