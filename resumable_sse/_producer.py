@@ -273,6 +273,14 @@ class Producer:
             try:
                 await self._with_retry("append", self._append, batch)
             except ResumableSSEError as exc:
+                # The stream's end is logged (and counted) when it is stored; this record
+                # marks the moment the writer gave up.
+                logger.warning(
+                    "stream %r: writing to the store failed: %s",
+                    self._session_id,
+                    exc,
+                    extra={"session_id": self._session_id, "code": exc.code, "attempt": None},
+                )
                 self._fail(exc)
                 return
 
