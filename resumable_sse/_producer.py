@@ -33,7 +33,7 @@ from ._exceptions import (
     ResumableSSEError,
     StoreUnavailableError,
 )
-from ._sources import Source, close_iterator, open_source
+from ._sources import Source, close_iterator, close_unused, open_source
 from ._telemetry import NO_HOOKS, Hooks
 from .stores._contract import Claim, Entry, StreamState, StreamStore
 
@@ -71,6 +71,8 @@ class Settings:
     store_retry_deadline: float = 30.0
     close_timeout: float = 5.0
     error_message: Callable[[BaseException], str] = _default_error_message
+    #: The worker threads sync generators step in (``None``: anyio's default limiter).
+    sync_threads: anyio.CapacityLimiter | None = None
     telemetry: Hooks = NO_HOOKS
 
 
@@ -139,6 +141,24 @@ class Producer:
             self._stop_reason = reason
         self._scope.cancel()
 
+    async def abandon(self, reason: str) -> None:
+        """End the stream without running it: close the generator unused, store ``cancelled``.
+
+        For a stream claimed but never run (the streamer closed meanwhile). Never raises.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                await close_unused(self._source)
+            except Exception:
+                logger.exception("closing the generator of stream %r raised", self._session_id)
+        data = json.dumps({"reason": reason}, separators=(",", ":"))
+        try:
+            await self._finish(
+                StreamState.CANCELLED, Entry(self._settings.terminal.cancelled, data)
+            )
+        finally:
+            self._hooks.producer_done()
+
     def _fail(self, error: ResumableSSEError) -> None:
         if self._failure is None:
             self._failure = error
@@ -191,7 +211,7 @@ class Producer:
         total = 0
         try:
             with self._scope:
-                iterator = await open_source(self._source)
+                iterator = await open_source(self._source, threads=settings.sync_threads)
                 async for item in iterator:
                     if type(item) is str and item.isascii():  # the common case, inlined
                         entry, size = _new(Entry, (event, item)), len(item)
