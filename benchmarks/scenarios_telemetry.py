@@ -4,15 +4,15 @@ Off is ``Streamer(telemetry=False)``: the no-op hooks, what a streamer uses with
 ``opentelemetry-api`` package. On is the OpenTelemetry SDK with an in-memory metric
 reader, without and with an SDK tracer provider (spans recorded, not exported). All
 run on the memory store, the fastest, where the instrumentation's share is largest;
-rounds alternate (in reversed order every other round) and the medians are compared,
-as a ratio (on / off). Times are this process's CPU time, not wall time: the cost of
-instrumentation is CPU, and CPU time is far less disturbed by other load on the machine.
+rounds alternate (in reversed order every other round) and the best round of each is
+compared (as ``scenarios_core`` does), as a ratio (on / off). Times are this process's
+CPU time, not wall time: the cost of instrumentation is CPU, and CPU time is far less
+disturbed by other load on the machine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 import timeit
 from collections.abc import AsyncIterator, Callable
@@ -118,7 +118,7 @@ async def _noop_share(report: Report, sessions: int, per_stream: float) -> None:
 
 
 async def overhead(report: Report, n: int, sessions: int, rounds: int) -> None:
-    """Both workloads, off and each variant on, in alternating rounds; medians' ratios."""
+    """Both workloads, off and each variant on, in alternating rounds; best rounds' ratio."""
     workloads = {
         "per event, one long stream": (_one_long_stream, n, 1e9, "ns", 1.05),
         "per stream, 20-token streams": (_short_streams, sessions, 1e6, "us", 1.5),
@@ -130,11 +130,11 @@ async def overhead(report: Report, n: int, sessions: int, rounds: int) -> None:
             order = list(makers) if i % 2 == 0 else list(reversed(makers))
             for variant in order:
                 times[variant].append(await run(makers[variant], size))
-        base = statistics.median(times["off"])
+        base = min(times["off"])
         if run is _short_streams:
             await _noop_share(report, size, base)
         for variant in VARIANTS:
-            ours = statistics.median(times[variant])
+            ours = min(times[variant])
             report.add(
                 Figure(
                     "telemetry",
