@@ -37,14 +37,18 @@ def _off() -> Streamer:
     return Streamer(MemoryStore(), telemetry=False)
 
 
+# One provider of each kind for the whole run, as in an app: providers created per round
+# would pile up (the SDK keeps each alive for its exit hook) and slow the collector.
+_METERS = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+_TRACERS = TracerProvider(shutdown_on_exit=False)
+
+
 def _metrics() -> Streamer:
-    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return Streamer(MemoryStore(), meter_provider=meters, telemetry=True)
+    return Streamer(MemoryStore(), meter_provider=_METERS, telemetry=True)
 
 
 def _metrics_and_spans() -> Streamer:
-    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return Streamer(MemoryStore(), meter_provider=meters, tracer_provider=TracerProvider())
+    return Streamer(MemoryStore(), meter_provider=_METERS, tracer_provider=_TRACERS)
 
 
 VARIANTS: dict[str, Callable[[], Streamer]] = {
