@@ -314,12 +314,21 @@ class Producer:
             return
 
     async def _keep_lease(self, interval: float) -> None:
+        """Renew the lease every ``interval``; while the store is unavailable, sooner.
+
+        A store with leases gives a producer one lease after its expired lease is first
+        noticed, so after an outage the renewal must come soon: failed renewals are
+        retried with a backoff that never exceeds ``interval``, however long the outage.
+        """
+        backoff: float | None = None  # set while the store is unavailable
         while True:
-            await anyio.sleep(interval)
+            await anyio.sleep(interval if backoff is None else backoff)
             try:
                 await self._store.renew(self._session_id, self._claim)
             except StoreUnavailableError:
+                backoff = min(0.05 if backoff is None else backoff * 2, interval)
                 continue
             except LeaseLostError as exc:
                 self._fail(exc)
                 return
+            backoff = None

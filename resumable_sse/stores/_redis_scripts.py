@@ -40,19 +40,36 @@ local function expire_all(ms)
 end
 
 -- m: 1 inc, 2 tok, 3 st, 4 first, 5 last, 6 created, 7 updated, 8 cancel, 9 lease,
--- 10 lost, 11 owner
-local function load()
+-- 10 lost, 11 owner, 12 suspect. After load(), m[9] is when an observer should look
+-- again: the lease's expiry, or, once the stream is suspect, the mark plus one lease.
+-- tok/inc: the caller's claim, if it has one; its owner never reaps (see the docstring).
+local function load(tok, inc)
   local m = redis.call('HMGET', META, 'inc', 'tok', 'st', 'first', 'last', 'c', 'u', 'cx',
-                       'le', 'lost', 'own')
+                       'le', 'lost', 'own', 'sus')
   if not m[1] then return nil end
-  if m[3] == 'running' and tonumber(m[9]) <= NOW then
+  if m[3] ~= 'running' or tonumber(m[9]) > NOW or (m[2] == tok and m[1] == inc) then
+    return m
+  end
+  if not m[12] then
+    redis.call('HSET', META, 'sus', NOW)
+    m[12] = tostring(NOW)
+  elseif tonumber(m[12]) + LEASE <= NOW then
     local seq = tonumber(m[5]) + 1
     redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', cjson.encode({ARGV[1], ARGV[2]}))
     redis.call('HSET', META, 'st', 'error', 'last', seq, 'u', NOW, 'lost', '1')
     expire_all(RETENTION)
     m[3], m[5], m[7], m[10] = 'error', tostring(seq), tostring(NOW), '1'
   end
+  m[9] = tostring(tonumber(m[12]) + LEASE)
   return m
+end
+
+-- The owner's write or renewal: a new lease, and the stream is no longer suspect.
+local function extend(m)
+  if m[12] then
+    redis.call('HDEL', META, 'sus')
+  end
+  redis.call('HSET', META, 'le', NOW + LEASE)
 end
 
 local function owned(m, tok, inc)
@@ -83,7 +100,7 @@ return tok
 APPEND = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) or m[3] ~= 'running' then return 0 end
 local last = tonumber(m[5])
 local first = tonumber(ARGV[8])
@@ -91,7 +108,8 @@ local top = first - 1 + tonumber(ARGV[10])
 if last == top then return 1 end
 if last ~= first - 1 then return 0 end
 redis.call('XADD', LOG, top .. '-0', 'n', ARGV[10], 'b', ARGV[11])
-redis.call('HSET', META, 'last', top, 'u', NOW, 'le', NOW + LEASE)
+redis.call('HSET', META, 'last', top, 'u', NOW)
+extend(m)
 if last == 0 then redis.call('PEXPIRE', LOG, RUNNING_TTL) end
 local cap = tonumber(ARGV[9])
 if cap > 0 and top > cap then
@@ -110,7 +128,7 @@ return 1
 FINISH = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) then return 0 end
 local seq = tonumber(ARGV[9])
 if m[3] == ARGV[8] and tonumber(m[5]) == seq and not m[10] then return 1 end
@@ -176,7 +194,7 @@ return 1
 CANCEL_CHECK = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) or m[8] == '1' or m[3] ~= 'running' then return 1 end
 return 0
 """
@@ -186,9 +204,9 @@ return 0
 RENEW = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) or m[3] ~= 'running' then return 0 end
-redis.call('HSET', META, 'le', NOW + LEASE)
+extend(m)
 redis.call('PEXPIRE', META, RUNNING_TTL)
 redis.call('PEXPIRE', LOG, RUNNING_TTL)
 return 1
