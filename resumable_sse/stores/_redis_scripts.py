@@ -14,10 +14,23 @@ reaper writes ``b`` itself (with cjson); otherwise scripts never look inside it,
 batch costs the same few commands and one argument whatever its size.
 
 Time comes from the server (``TIME``), never from a client's clock. Any script that
-loads the meta hash also *reaps*: if the stream is running and its lease has expired,
-it appends the "producer lost" event and marks the stream ``error`` first. The scripts
-are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis with lupa), hence
-``math.floor`` and the ``unpack`` fallback.
+loads the meta hash also *reaps*, in two steps, so that a stall or outage of Redis
+itself (during which nobody can renew) is never taken for the producer's death:
+
+1. A script run by anyone but the owner (a reader, ``info``, a claim, a cancel request)
+   that finds the stream running with its lease expired only marks it *suspect*: the
+   hash's ``sus`` field records the time.
+2. A later such script that finds the lease still expired one full lease after that
+   mark reaps: it appends the "producer lost" event and marks the stream ``error``.
+
+The owner's scripts (those called with its token and incarnation) never reap: its
+append or renewal succeeds however late it comes, unless the stream was reaped in
+the meantime, and it clears the mark with its new lease. So a producer that is alive
+gets one lease from the first look after Redis serves again, while a dead producer's
+stream is reaped two leases after its last renewal (plus the time until somebody
+looks; waiting readers wake for both steps: ``READ`` reports when the next step is
+due). The scripts are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis
+with lupa), hence ``math.floor`` and the ``unpack`` fallback.
 """
 
 from __future__ import annotations
@@ -141,9 +154,11 @@ return 1
 )
 
 #: ARGV[6] after, [7] limit (0: state only). Returns nil if there is no stream, else
-#: {inc, state, first, last, created, updated, cancel, lease, now, owner} followed, for
+#: {inc, state, first, last, created, updated, cancel, due, now, owner} followed, for
 #: each batch holding events after ``after`` until ``limit`` of them are covered, by
-#: its last seq, its number of events and its encoded events.
+#: its last seq, its number of events and its encoded events. ``due`` is when a reader
+#: waiting on a running stream should look again: its lease's expiry, or, once the
+#: stream is suspect, the time its reap would be due.
 READ = (
     _PRELUDE
     + """
