@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._access import AccessRequest, Authorize, owner_only
+from ._access import AccessRequest, Authorize, Principal, owner_only
 from ._assets import client_assets, client_mount
 from ._consumer import Subscription
 from ._events import TerminalEvents
@@ -63,6 +63,7 @@ __all__ = [
     "LimitExceededError",
     "MemoryStore",
     "Page",
+    "Principal",
     "RedisStore",
     "ResumableSSEError",
     "SessionNotFoundError",
