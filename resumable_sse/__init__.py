@@ -33,7 +33,7 @@ from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
 from ._sources import Source
 from ._streamer import Streamer, StreamStatus
-from .factory import get_streamer
+from .factory import StreamerOptions, get_streamer
 from .stores import (
     Claim,
     Entry,
@@ -78,6 +78,7 @@ __all__ = [
     "StreamStore",
     "Streamer",
     "StreamerClosedError",
+    "StreamerOptions",
     "Subscription",
     "TerminalEvents",
     "TooManyConsumersError",
