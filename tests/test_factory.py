@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from resumable_sse import (
-    HistoryTrimmedError,
+    Entry,
     MemoryStore,
     RedisStore,
     Streamer,
@@ -74,11 +74,17 @@ async def test_redis_options_reach_the_store(redis: Redis) -> None:
     assert isinstance(store, RedisStore)
     assert (store.prefix, store.lease, store.retention) == (prefix, 4, 30)
     async with streamer:
-        events = [e async for e in streamer.stream("s1", [str(i) for i in range(20)])]
-        assert {e["event"] for e in events[:-1]} == {"token"}
-        assert await redis.exists(f"{{{prefix}|s1}}:log") == 1
-        with pytest.raises(HistoryTrimmedError):  # max_len=5: the start is gone
-            await streamer.open("s1", last_id=events[0]["id"])
+        events = [e async for e in streamer.stream("s1", ["a", "b"])]
+    assert [e["event"] for e in events] == ["token", "token", "end"]
+    assert await redis.exists(f"{{{prefix}|s1}}:log") == 1
+    claim = await store.claim("s2")
+    assert claim is not None
+    for first in (1, 4, 7, 10):  # four batches of three: max_len=5 trims the oldest
+        batch = [Entry("message", str(first + i)) for i in range(3)]
+        await store.append("s2", claim, batch, first_seq=first)
+    info = await store.info("s2")
+    assert info is not None
+    assert info.first_seq > 1
 
 
 async def test_the_redis_store_defaults_are_the_stores_own(redis: Redis) -> None:
