@@ -12,6 +12,9 @@ throughout (it reconnects by id while Redis is down, as a client would), once wi
 reader until the stream has ended. Printed: tokens delivered, duplicates, the terminal
 event and its code.
 
+*Stall*: the same stream, with a reader, while Redis stops serving for 13 s
+(``DEBUG SLEEP``, then ``CLIENT PAUSE ... ALL``).
+
 *kill -9 of the producer*: a child process runs the producer (its generator idles
 after 5 tokens); this process follows the stream; the child is killed. Printed: the
 seconds from the kill to the reader's ``producer_lost``, and the same on Redis's clock
@@ -95,6 +98,28 @@ async def outage(seconds: float, *, reader: bool) -> dict[str, Any]:
     return {"outage_s": seconds, "reader_attached": reader, **_summary(received)}
 
 
+async def stall(command: str, seconds: float) -> dict[str, Any]:
+    """Redis stops serving for ``seconds`` (``DEBUG SLEEP`` or ``CLIENT PAUSE ... ALL``)."""
+    with RedisServer(appendonly=True, extra=("--enable-debug-command", "yes")) as server:
+        client = _client(server.url)
+        admin = Redis.from_url(server.url, socket_timeout=seconds + 30)  # waits out the stall
+        reached = anyio.Event()
+        received: list[dict[str, str]] = []
+        async with Streamer(RedisStore(client)) as streamer:
+            await streamer.start("s", _tokens(reached))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_follow, streamer, received)
+                await reached.wait()
+                if command == "DEBUG SLEEP":
+                    await admin.execute_command("DEBUG", "SLEEP", seconds)  # type: ignore[no-untyped-call]
+                else:
+                    pause = ("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+                    await admin.execute_command(*pause)  # type: ignore[no-untyped-call]
+        await client.aclose()
+        await admin.aclose()
+    return {"stall": command, "seconds": seconds, **_summary(received)}
+
+
 _CHILD = """
 import anyio, sys
 from redis.asyncio import Redis
@@ -159,6 +184,8 @@ async def main(outages: list[float]) -> None:
     for seconds in outages:
         for reader in (True, False):
             print(json.dumps(await outage(seconds, reader=reader)), flush=True)
+    for command in ("DEBUG SLEEP", "CLIENT PAUSE"):
+        print(json.dumps(await stall(command, 13.0)), flush=True)
     print(json.dumps({"kill_9_of_the_producer": await producer_crash()}), flush=True)
 
 
