@@ -312,6 +312,9 @@ class Streamer:
     ) -> Subscription:
         """Like :meth:`stream`, for an existing stream only; never starts one.
 
+        Raises:
+            TypeError, ValueError: ``principal`` is not a principal (raised at once).
+
         Raises (when iterated):
             SessionNotFoundError: there is no stream under this session id.
         """
