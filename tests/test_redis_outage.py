@@ -4,8 +4,9 @@ A producer whose writes fail retries with backoff: a short outage loses and repe
 nothing, and so does a restart, ``DEBUG SLEEP`` or ``CLIENT PAUSE`` longer than the lease
 (every lease expires on Redis's clock meanwhile; the two-step reap keeps the stream of
 a producer that comes back); an outage longer than ``store_retry_deadline`` ends the
-stream with an ``error`` event once Redis is back. Progress is observed through the library's own log records
-(an event set by a logging handler), never by sleeping.
+stream with an ``error`` event once Redis is back. Progress is observed through the
+library's own log records (an event set by a logging handler) and the events readers
+receive, never by sleeping; sleeps only make an outage last.
 """
 
 from __future__ import annotations
