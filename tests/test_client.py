@@ -64,7 +64,7 @@ class TestDemo:
         async with demo_behind_proxy(delay=0.002) as (proxy, llm):
             releases = dict(zip((50, 150, 250), gate(monkeypatch, llm, 50, 150, 250), strict=True))
             async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
-                chat = await http.post("/api/chat", json={"prompt": PROMPT})
+                chat = await http.post("/api/sessions", json={"prompt": PROMPT})
                 assert chat.status_code == 201
                 session_id = chat.json()["session_id"]
                 events: list[StreamEvent] = []
@@ -96,7 +96,7 @@ class TestDemo:
             [release] = gate(monkeypatch, llm, 40)
             async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
                 source = ResumableEventSource(
-                    http, "/api/chat", method="POST", json={"prompt": PROMPT}
+                    http, "/api/sessions", method="POST", json={"prompt": PROMPT}
                 )
                 events: list[StreamEvent] = []
                 async with source:
@@ -106,7 +106,7 @@ class TestDemo:
                             await proxy.drop()
                             release.set()
                 assert source.url is not None
-                assert source.url.startswith(proxy.url + "/api/chat/")
+                assert source.url.startswith(proxy.url + "/api/sessions/")
                 assert source.url.endswith("/stream")
                 assert source.reconnects == 1
             assert text_of(events) == ANSWER
@@ -117,7 +117,7 @@ class TestDemo:
         """Cancelling mid-answer ends the iteration with the ``cancelled`` event."""
         async with demo_behind_proxy(delay=30) as (proxy, llm):
             async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
-                chat = (await http.post("/api/chat", json={"prompt": PROMPT})).json()
+                chat = (await http.post("/api/sessions", json={"prompt": PROMPT})).json()
                 events = []
                 async for event in stream_events(http, chat["stream_url"]):
                     events.append(event)
@@ -132,7 +132,7 @@ class TestDemo:
         async with demo_behind_proxy(delay=0) as (proxy, _):
             async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
                 with pytest.raises(StreamRequestError) as caught:
-                    async for _event in stream_events(http, "/api/chat/nope/stream"):
+                    async for _event in stream_events(http, "/api/sessions/nope/stream"):
                         pass
             assert caught.value.status == 404
             assert caught.value.code == "session_not_found"
