@@ -215,7 +215,7 @@ class Streamer:
         return True
 
     async def _claim(
-        self, session_id: str, generator: Source, principal: str | None
+        self, session_id: str, generator: Source, principal: Principal | None
     ) -> Claim | None:
         """Validate and claim the stream; close ``generator`` unless a claim is returned."""
         try:
@@ -241,7 +241,7 @@ class Streamer:
         *,
         session_id: str | None = None,
         supersede: bool = True,
-        principal: str | None = None,
+        principal: Principal | None = None,
     ) -> ActiveStream:
         """Start a stream as the conversation's one active stream, atomically.
 
@@ -264,7 +264,8 @@ class Streamer:
 
         Raises:
             ConversationBusyError: another stream runs and ``supersede`` is false.
-            InvalidSessionIdError, AccessDeniedError, StoreFullError,
+            InvalidSessionIdError, TypeError or ValueError (a bad ``principal``),
+            AccessDeniedError, StoreFullError,
             StoreUnavailableError, StreamerClosedError: as for :meth:`start`.
         """
         validate_session_id(conversation_id)
@@ -294,7 +295,9 @@ class Streamer:
                 logger.warning("could not cancel superseded stream %r: %s", superseded, exc)
         return ActiveStream(session_id, started=True, superseded=superseded)
 
-    async def active(self, conversation_id: str, *, principal: str | None = None) -> str | None:
+    async def active(
+        self, conversation_id: str, *, principal: Principal | None = None
+    ) -> str | None:
         """The session id of the conversation's running stream, or ``None``.
 
         A stream that has finished (or expired) is not active, even before its
@@ -302,10 +305,12 @@ class Streamer:
 
         Raises:
             InvalidSessionIdError: the conversation id is not allowed.
+            TypeError, ValueError: ``principal`` is of another type, or empty.
             AccessDeniedError: the authorize policy refused reading that stream.
             StoreUnavailableError: the store cannot be reached.
         """
         validate_session_id(conversation_id)
+        principal = normalize_principal(principal)
         session_id = await self.store.get_active(conversation_id)
         if session_id is None:
             return None

@@ -61,6 +61,8 @@ def calls(streamer: Streamer, principal: Any, script: Script) -> list[Callable[[
         lambda: streamer.status("s1", principal=principal),
         lambda: streamer.cancel("s1", principal=principal),
         lambda: streamer.delete("s1", principal=principal),
+        lambda: streamer.start_active("c1", script, session_id="s1", principal=principal),
+        lambda: streamer.active("c1", principal=principal),
     ]
 
 
