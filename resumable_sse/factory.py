@@ -40,6 +40,7 @@ class StreamerOptions(TypedDict, total=False):
     authorize: Authorize
     max_consumers_per_session: int
     max_consumers: int
+    sync_generator_threads: int
 
 
 @overload
