@@ -15,6 +15,7 @@ from ._events import TerminalEvents
 from ._exceptions import (
     AccessDeniedError,
     EventIdAheadError,
+    HistoryLostError,
     HistoryTrimmedError,
     InvalidEventIdError,
     InvalidItemError,
@@ -55,6 +56,7 @@ __all__ = [
     "Claim",
     "Entry",
     "EventIdAheadError",
+    "HistoryLostError",
     "HistoryTrimmedError",
     "InvalidEventIdError",
     "InvalidItemError",

@@ -1,9 +1,9 @@
 """The Lua scripts of the Redis store: each store operation is one atomic script call.
 
-Every script gets the same three keys (one hash tag, so one Cluster slot) and the same
+Every script gets the same three names (one hash tag, so one Cluster slot) and the same
 first five arguments::
 
-    KEYS[1] meta hash   KEYS[2] log stream   KEYS[3] control list
+    KEYS[1] meta hash   KEYS[2] log stream   KEYS[3] notification channel (not a key)
     ARGV[1] name of the "producer lost" event   ARGV[2] its data
     ARGV[3] retention (ms)   ARGV[4] sliding TTL while running (ms)   ARGV[5] lease (ms)
 
@@ -12,6 +12,12 @@ The log holds one stream entry per batch: its id is the batch's last sequence nu
 encoded by the client as one JSON array ``[event, data, event, data, ...]``). Only the
 reaper writes ``b`` itself (with cjson); otherwise scripts never look inside it, so a
 batch costs the same few commands and one argument whatever its size.
+
+Scripts that change what waiters wait for publish one letter on the session's channel
+with ``SPUBLISH`` (sharded pub/sub: on Cluster the message stays on the slot's node):
+``a`` appended, ``f`` finished, ``c`` cancel requested, ``d`` deleted. The store's
+notifier (``_redis_notify.py``) wakes the local waiters; a message nobody hears costs
+nothing but its delivery.
 
 Time comes from the server (``TIME``), never from a client's clock. Any script that
 loads the meta hash also *reaps*: if the stream is running and its lease has expired,
@@ -22,10 +28,20 @@ are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis with lupa), h
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CANCEL_CHECK", "CLAIM", "DELETE", "FINISH", "READ", "RENEW", "REQUEST_CANCEL"]
+__all__ = [
+    "ALL",
+    "APPEND",
+    "CANCEL_CHECK",
+    "CLAIM",
+    "DELETE",
+    "FINISH",
+    "READ",
+    "RENEW",
+    "REQUEST_CANCEL",
+]
 
 _PRELUDE = """
-local META, LOG, CTL = KEYS[1], KEYS[2], KEYS[3]
+local META, LOG, CHAN = KEYS[1], KEYS[2], KEYS[3]
 local RETENTION = math.max(tonumber(ARGV[3]), 1)
 local RUNNING_TTL = tonumber(ARGV[4])
 local LEASE = tonumber(ARGV[5])
@@ -36,7 +52,6 @@ local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local function expire_all(ms)
   redis.call('PEXPIRE', META, ms)
   redis.call('PEXPIRE', LOG, ms)
-  redis.call('PEXPIRE', CTL, ms)
 end
 
 -- m: 1 inc, 2 tok, 3 st, 4 first, 5 last, 6 created, 7 updated, 8 cancel, 9 lease,
@@ -66,7 +81,7 @@ CLAIM = (
     _PRELUDE
     + """
 if load() then return false end
-redis.call('DEL', LOG, CTL)
+redis.call('DEL', LOG)
 local tok = T[1] .. string.format('%06d', tonumber(T[2]))
 redis.call('HSET', META, 'inc', ARGV[6], 'tok', tok, 'st', 'running', 'first', '1',
            'last', '0', 'c', NOW, 'u', NOW, 'cx', '0', 'le', NOW + LEASE)
@@ -93,6 +108,7 @@ if last ~= first - 1 then return 0 end
 redis.call('XADD', LOG, top .. '-0', 'n', ARGV[10], 'b', ARGV[11])
 redis.call('HSET', META, 'last', top, 'u', NOW, 'le', NOW + LEASE)
 if last == 0 then redis.call('PEXPIRE', LOG, RUNNING_TTL) end
+redis.call('SPUBLISH', CHAN, 'a')
 local cap = tonumber(ARGV[9])
 if cap > 0 and top > cap then
   redis.call('XTRIM', LOG, 'MINID', (top - cap + 1) .. '-0')
@@ -118,6 +134,7 @@ if m[3] ~= 'running' or tonumber(m[5]) ~= seq - 1 then return 0 end
 redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', ARGV[10])
 redis.call('HSET', META, 'st', ARGV[8], 'last', seq, 'u', NOW)
 expire_all(RETENTION)
+redis.call('SPUBLISH', CHAN, 'f')
 return 1
 """
 )
@@ -164,8 +181,7 @@ local m = load()
 if not m or m[3] ~= 'running' then return 0 end
 if m[8] ~= '1' then
   redis.call('HSET', META, 'cx', '1')
-  redis.call('LPUSH', CTL, '1')
-  redis.call('PEXPIRE', CTL, RUNNING_TTL)
+  redis.call('SPUBLISH', CHAN, 'c')
 end
 return 1
 """
@@ -195,19 +211,17 @@ return 1
 """
 )
 
-#: Returns 1 if a stream existed. Blocked readers and cancel waiters only wake when a
-#: key they block on gets data, so the deleted keys are replaced by short-lived
-#: tombstones: an entry after the log's end and an element in the control list.
+#: Returns 1 if a stream existed; its readers and producer are told.
 DELETE = (
     _PRELUDE
     + """
-local last = redis.call('HGET', META, 'last')
-if not last then return 0 end
-redis.call('DEL', META, LOG, CTL)
-redis.call('XADD', LOG, last .. '-1', 'deleted', '')
-redis.call('LPUSH', CTL, 'deleted')
-redis.call('PEXPIRE', LOG, 1000)
-redis.call('PEXPIRE', CTL, 1000)
+local existed = redis.call('DEL', META)
+redis.call('DEL', LOG)
+if existed == 0 then return 0 end
+redis.call('SPUBLISH', CHAN, 'd')
 return 1
 """
 )
+
+#: Every script, to load before the first call.
+ALL = (CLAIM, APPEND, FINISH, READ, REQUEST_CANCEL, CANCEL_CHECK, RENEW, DELETE)
