@@ -167,6 +167,7 @@ if limit > 0 and tonumber(m[5]) > after then
       out[#out + 1] = entry[2][4]
       from = '(' .. entry[1]
     end
+    if #entries < 16 then break end  -- that was the end of the log
   end
 end
 return out
