@@ -34,6 +34,7 @@ from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
 from ._sources import Source
 from ._streamer import Streamer, StreamStatus
+from ._version import __version__
 from .factory import get_streamer
 from .stores import (
     Claim,
@@ -82,6 +83,7 @@ __all__ = [
     "Subscription",
     "TerminalEvents",
     "TooManyConsumersError",
+    "__version__",
     "client_assets",
     "client_mount",
     "error_response",

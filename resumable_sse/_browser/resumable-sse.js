@@ -29,7 +29,7 @@
  */
 
 /** Version of this module, to tell cached copies apart. */
-export const VERSION = "0.2.0";
+export const VERSION = "0.2.0.dev0";
 
 const STORAGE_PREFIX = "resumable-sse:";
 const EVENT_ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
