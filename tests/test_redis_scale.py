@@ -174,6 +174,30 @@ async def test_a_reader_gets_every_event_when_the_notifier_connection_is_killed(
     assert [e["data"] for e in got] == ["a", "b", "c", ""]
 
 
+async def test_cancel_reaches_a_producer_whose_notifier_connection_was_killed(
+    server: RedisServer,
+) -> None:
+    """After its pub/sub connection is killed a producer's cancel watch subscribes afresh:
+    a cancel still stops it at once (its bounded wait, ten minutes here, would not)."""
+    admin = Redis.from_url(server.url)
+    client = Redis.from_url(server.url)
+    store = RedisStore(client, prefix="kill-cancel", block_ms=600_000)
+    script = Script([], ["a"], ["never"])
+    with anyio.fail_after(30):
+        async with Streamer(store) as streamer:
+            subscription = await streamer.open("s1", script)
+            script.release()
+            got = [await subscription.__anext__()]  # read while waiting: subscribed now
+            assert await admin.client_kill_filter(_type="pubsub") >= 1
+            assert await streamer.cancel("s1")
+            got += [event async for event in subscription]
+    await store.aclose()
+    await client.aclose()
+    await admin.aclose()
+    assert [e["event"] for e in got] == ["message", "cancelled"]
+    assert script.closed
+
+
 # -- lost history ----------------------------------------------------------------------
 
 

@@ -351,13 +351,18 @@ class RedisStore(StreamStore):
 
     async def wait_cancel(self, session_id: str, claim: Claim) -> None:
         token = str(claim.token)
-        async with self._watch(session_id) as watch:
-            while not int(
-                await self._run(self._cancel_check, session_id, token, claim.incarnation)
-            ):
-                # Wakes at once on a cancel request, a finish or a delete; the timeout
-                # only makes a lost notification a delay.
-                await watch.wait(self._wait, control=True)
+        while True:
+            async with self._watch(session_id) as watch:
+                while True:
+                    if int(
+                        await self._run(self._cancel_check, session_id, token, claim.incarnation)
+                    ):
+                        return
+                    # Wakes at once on a cancel request, a finish or a delete; the
+                    # timeout only makes a lost notification a delay.
+                    await watch.wait(self._wait, control=True)
+                    if not watch.current:  # the subscription was lost: subscribe afresh
+                        break
 
     async def renew(self, session_id: str, claim: Claim) -> None:
         await self._write(self._renew, session_id, claim)

@@ -54,6 +54,7 @@ class _Channel:
         "control_event",
         "data",
         "data_event",
+        "dropped",
         "ended",
         "idle",
         "name",
@@ -67,6 +68,7 @@ class _Channel:
         self.data_event: anyio.Event | None = None
         self.control_event: anyio.Event | None = None
         self.ended = False  # the last message said finished or deleted
+        self.dropped = False  # no longer subscribed: a waiter must watch afresh
         self.idle: float | None = None  # when the last waiter left (None: in use)
         self.waiters = 0
 
@@ -96,6 +98,11 @@ class Watch:
     def __init__(self, channel: _Channel) -> None:
         self._channel = channel
         self._mark = (channel.data, channel.control)
+
+    @property
+    def current(self) -> bool:
+        """Whether the channel is still subscribed (else messages no longer reach it)."""
+        return not self._channel.dropped
 
     def mark(self) -> None:
         """Remember the counters; call it before reading what the waiter waits for."""
@@ -148,6 +155,7 @@ class _Node:
         for event in self.confirmed.values():
             event.set()
         for channel in self.channels.values():
+            channel.dropped = True
             channel.bump(True, True)
         self.channels.clear()
         self.confirmed.clear()
@@ -184,7 +192,9 @@ class _Node:
                 event = self.confirmed.pop(name, None)
                 if event is not None:
                     event.set()
-                self.channels.pop(name, None)
+                channel = self.channels.pop(name, None)
+                if channel is not None:  # its waiters watch afresh after their bounded wait
+                    channel.dropped = True
 
     def _answered(self, command: str) -> bool:
         if self.sent and self.sent[0][0] == command:
@@ -195,6 +205,7 @@ class _Node:
     def _drop(self, name: str) -> None:
         channel = self.channels.pop(name, None)
         if channel is not None:
+            channel.dropped = True
             channel.bump(True, True)
 
     def sweep(self, now: float, linger: float) -> float | None:
