@@ -11,7 +11,13 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks import scenarios_core, scenarios_http, scenarios_redis
+from benchmarks import (
+    scenarios_aisdk,
+    scenarios_browser,
+    scenarios_core,
+    scenarios_http,
+    scenarios_redis,
+)
 from benchmarks._report import Report
 from resumable_sse import MemoryStore
 from tests.redis_server import RedisServer
@@ -27,6 +33,10 @@ async def main_async(quick: bool) -> Report:
     await scenarios_core.many_sessions(report, 100 if quick else 1_000, 1.0 if quick else 5.0)
     await scenarios_http.sessions_over_http(report, 20 if quick else 200, 1.0 if quick else 5.0)
     await scenarios_core.memory(report, 500 if quick else 10_000, 20)
+    await scenarios_aisdk.chunks(report, n)
+    scenarios_browser.parser_chunking(
+        report, 1 << (16 if quick else 20), 2_000 if quick else 20_000
+    )
     with RedisServer() as server:
         await scenarios_redis.redis_and_peers(report, server.url, n)
         await scenarios_redis.redis_memory(report, server.url, n)

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from ._access import AccessRequest, Authorize, owner_only
 from ._assets import client_assets, client_mount
 from ._consumer import Subscription
+from ._conversations import ActiveStream
 from ._events import TerminalEvents
 from ._exceptions import (
     AccessDeniedError,
+    ConversationBusyError,
     EventIdAheadError,
     HistoryLostError,
     HistoryTrimmedError,
@@ -53,8 +55,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AccessDeniedError",
     "AccessRequest",
+    "ActiveStream",
     "Authorize",
     "Claim",
+    "ConversationBusyError",
     "Entry",
     "EventIdAheadError",
     "HistoryLostError",

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,11 +34,14 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 from packaging.requirements import Requirement
+from starlette.routing import Route
 
 import dev
 from resumable_sse import RedisStore, Streamer
 from resumable_sse._cli import _parser as cli_parser
+from resumable_sse.aisdk import ChatStreams
 from tests.servers import ServerProcess, serve_in_process, serve_in_task
+from tests.test_aisdk_client import _install as install_npm_packages
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -49,8 +53,8 @@ _BLOCK = re.compile(
     r"^(?:<!-- readme-test: (?P<tag>[\w.-]+) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```$",
     re.MULTILINE | re.DOTALL,
 )
-PYTHON_TAGS = {"chat", "client", "lifecycle", "fastapi-sse", "redis", "access"}
-FILE_TAGS = {"chat.html"}
+PYTHON_TAGS = {"chat", "client", "lifecycle", "fastapi-sse", "redis", "access", "aisdk"}
+FILE_TAGS = {"chat.html", "aisdk.tsx"}
 PROGRAMS = {"python3", "pip", "resumable-sse", "uvicorn", "curl"}
 
 
@@ -122,13 +126,13 @@ def test_every_block_is_tagged_and_every_tag_is_tested() -> None:
     everything = blocks()
     assert len(everything) == len(re.findall(r"^```\w", README, re.MULTILINE))
     for block in everything:
-        assert block.lang in {"python", "bash", "html"}, f"README.md:{block.line}"
+        assert block.lang in {"python", "bash", "html", "tsx"}, f"README.md:{block.line}"
         if block.lang == "python":
             assert block.tag in PYTHON_TAGS, f"README.md:{block.line}: tag it"
-        elif block.lang == "html":
+        elif block.lang in ("html", "tsx"):
             assert block.tag in FILE_TAGS, f"README.md:{block.line}: tag it"
     assert {b.tag for b in blocks("python")} == PYTHON_TAGS
-    assert {b.tag for b in blocks("html")} == FILE_TAGS
+    assert {b.tag for b in blocks("html")} | {b.tag for b in blocks("tsx")} == FILE_TAGS
 
 
 def test_shell_commands_exist_and_accept_their_arguments() -> None:
@@ -386,3 +390,66 @@ def test_readme_urls_are_absolute_and_name_files_that_exist() -> None:
             if target.startswith(prefix):
                 path = ROOT / target.removeprefix(prefix).split("?")[0]
                 assert path.exists(), target
+
+
+# -- the Vercel AI SDK example ----------------------------------------------------------------
+
+
+async def test_ai_sdk_example_speaks_the_chat_protocol() -> None:
+    """The AI SDK app: POST streams UI message chunks and [DONE]; resume 204 after; stop."""
+    namespace = execute("aisdk")
+    message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}
+    body = {"id": "chat-1", "messages": [message], "trigger": "submit-message"}
+    async with (
+        serve_in_task(namespace["app"]) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        response, events = await read(http, "POST", "/api/chat", json=body)
+        resumed = await http.get("/api/chat/chat-1/stream")
+        stopped = await http.post("/api/chat/chat-1/stop")
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    chunks = [json.loads(sse.data) for sse in events[:-1]]
+    assert [c["type"] for c in chunks] == [
+        "start",
+        "data-status",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish",
+    ]
+    assert chunks[1]["data"] == {"messages": 1}
+    assert "".join(c.get("delta", "") for c in chunks) == "Hello, world"
+    assert events[-1].data == "[DONE]"
+    assert resumed.status_code == 204  # the answer has finished: nothing to resume
+    assert stopped.json() == {"stopped": False}
+
+
+def test_ai_sdk_frontend_names_the_adapter_routes(tmp_path: Path) -> None:
+    """The useChat snippet parses as TSX and names the routes ``ChatStreams`` serves."""
+    [block] = blocks("tsx", "aisdk.tsx")
+    api = re.search(r'DefaultChatTransport\(\{ api: "([^"]+)" \}\)', block.code)
+    stop = re.search(r'fetch\(`([^`]+)`, \{ method: "POST" \}\)', block.code)
+    assert api is not None
+    assert stop is not None
+    assert re.search(r"\bresume: true\b", block.code)
+    routes = {
+        (route.path, method)
+        for route in ChatStreams(Streamer(), lambda _: []).routes(api[1])
+        if isinstance(route, Route)
+        for method in route.methods or ()
+    }
+    assert (api[1], "POST") in routes
+    assert (stop[1].replace("${chatId}", "{chat_id}"), "POST") in routes
+    reason = install_npm_packages()
+    if reason is not None:  # esbuild comes with the AI SDK test packages
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    esbuild = ROOT / "tests" / "aisdk" / "node_modules" / ".bin" / "esbuild"
+    snippet = tmp_path / "snippet.tsx"
+    snippet.write_text(block.code, encoding="utf-8")
+    subprocess.run(
+        [str(esbuild), str(snippet), "--loader:.tsx=tsx"], check=True, capture_output=True
+    )

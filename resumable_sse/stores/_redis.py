@@ -57,6 +57,12 @@ Lost history. If the log disappears while the hash remains (evicted under a
 persistence), reads return fewer events than the hash promises; the consumer reports
 that as :class:`~resumable_sse.HistoryLostError` instead of reading again.
 
+Conversations. ``{<prefix>|<conversation id>}:active`` holds the session id of the
+conversation's active stream (a string, in the conversation's own slot). Setting it and
+clearing it are scripts (set-if-absent-or-same-or-replace, compare-and-delete); it
+expires ``lease + retention`` after the last ``set_active`` naming that session, which
+the streamer repeats every ``lease / 3`` while the stream runs.
+
 Cancel. ``request_cancel`` sets the hash's flag and publishes ``c``; the producer's
 ``wait_cancel`` wakes at once, anywhere.
 
@@ -224,6 +230,9 @@ class RedisStore(StreamStore):
         self._request_cancel, self._cancel_check, self._renew, self._delete = map(
             _sha, (scripts.REQUEST_CANCEL, scripts.CANCEL_CHECK, scripts.RENEW, scripts.DELETE)
         )
+        self._set_active = _sha(scripts.SET_ACTIVE)
+        self._clear_active = _sha(scripts.CLEAR_ACTIVE)
+        self._active_ttl_ms = lease_ms + retention_ms
 
     def keys(self, session_id: str) -> RedisKeys:
         """The session's names: meta hash, log stream, notification channel.
@@ -369,6 +378,39 @@ class RedisStore(StreamStore):
 
     async def delete(self, session_id: str) -> bool:
         return bool(int(await self._run(self._delete, session_id)))
+
+    # -- conversations -------------------------------------------------------------------
+
+    def active_key(self, conversation_id: str) -> str:
+        """The key holding the conversation's active session id.
+
+        Its hash tag follows :meth:`keys`, with a suffix no session key uses.
+        """
+        return f"{{{self.prefix}|{conversation_id}}}:active"
+
+    async def _run_active(self, sha: str, conversation_id: str, *args: str | int) -> Any:
+        await self._ensure_ready()
+        with _translated():
+            return await self._pipelines.call(
+                "EVALSHA", sha, 1, self.active_key(conversation_id), *args
+            )
+
+    async def set_active(
+        self, conversation_id: str, session_id: str, *, replace: bool
+    ) -> str | None:
+        previous = await self._run_active(
+            self._set_active, conversation_id, session_id, int(replace), self._active_ttl_ms
+        )
+        return None if previous is None else _text(previous)
+
+    async def get_active(self, conversation_id: str) -> str | None:
+        await self._ensure_ready()
+        with _translated():
+            current = await self._pipelines.call("GET", self.active_key(conversation_id))
+        return None if current is None else _text(current)
+
+    async def clear_active(self, conversation_id: str, session_id: str) -> bool:
+        return bool(int(await self._run_active(self._clear_active, conversation_id, session_id)))
 
     async def aclose(self) -> None:
         """Close the notifier's connections, and the client if the store made it from ``url``."""

@@ -33,6 +33,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 from typing_extensions import final
 
+from .._backoff import backoff_delay
 from ._redis_host import TaskHost
 
 __all__ = ["Notifier", "Watch"]
@@ -40,6 +41,8 @@ __all__ = ["Notifier", "Watch"]
 logger = logging.getLogger("resumable_sse")
 
 _KEEPALIVE = 10.0  # seconds without traffic before the connection is pinged
+_RECONNECT_BASE = 0.05  # seconds before reconnecting, doubling while it fails
+_RECONNECT_CAP = 2.0
 
 
 def _text(value: Any) -> str:
@@ -294,22 +297,22 @@ class Notifier:
 
     async def _serve(self, node: _Node) -> None:
         """Keep the node's connection while channels need it; reconnect with backoff."""
-        delay = 0.05
+        failures = 0
         while True:
             if not node.ops:  # connect on demand: a waiter has queued a subscription
                 await node.wake.wait()
             node.wake = anyio.Event()
+            failures += 1
             try:
                 if await self._connected(node):
-                    delay = 0.05
+                    failures = 1
             except (RedisError, OSError) as exc:
                 logger.debug("notifier %s cannot connect: %r", node.name, exc)
             except Exception:  # a bug: keep serving, the waiters fall back to bounded waits
                 logger.exception("notifier %s failed", node.name)
             finally:
                 node.reset()
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await anyio.sleep(backoff_delay(failures, base=_RECONNECT_BASE, cap=_RECONNECT_CAP))
 
     async def _connected(self, node: _Node) -> bool:
         """Serve one connection until it fails; return whether it ever answered."""
