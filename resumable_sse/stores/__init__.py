@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
+from ._contract import (
+    FINISHED_LINGER,
+    Claim,
+    Entry,
+    Page,
+    StoredEvent,
+    StreamInfo,
+    StreamState,
+    StreamStore,
+)
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
 __all__ = [
+    "FINISHED_LINGER",
     "Claim",
     "Entry",
     "MemoryStore",

@@ -50,7 +50,10 @@ know the streamer's terminal names, hence the argument.
 Expiry. While running, every key has a sliding TTL of ``lease + retention``, set when
 the key is created and pushed forward by each ``renew`` (not by each batch, to keep a
 batch cheap), so a stream whose producer died and which nobody reads still disappears;
-finishing (or reaping) sets ``retention`` on every key.
+finishing (or reaping) sets ``retention`` (at least ``FINISHED_LINGER``, so that readers
+still reading the stream reach its end) on every key and records when the retention
+ends; past that, the stream is hidden from everyone but those readers, and a claim
+replaces it.
 
 Lost history. If the log disappears while the hash remains (evicted under a
 ``volatile-*``/``allkeys-*`` maxmemory policy, deleted by hand, a restart without
@@ -158,7 +161,8 @@ class RedisStore(StreamStore):
             ``decode_responses``. The store does not close a client it was given.
         url: A Redis URL, instead of ``client``; the store owns and closes that client.
         prefix: Key prefix (default ``"rsse"``); no ``{``, ``}`` or ``|``.
-        retention: Seconds a finished stream stays readable (default 600).
+        retention: Seconds a finished stream stays readable (default 600; 0 is allowed:
+            readers still reading it when it ends get to its end all the same).
         lease: Seconds a producer may go without renewing before it is presumed dead
             and its stream ends with ``lost_event`` (default 10).
         block_ms: Longest wait, in ms, before a waiting reader or cancel watch reads
@@ -215,7 +219,7 @@ class RedisStore(StreamStore):
             client, self._host, connections=connections, scripts=scripts.ALL
         )
         self._max_len = max_len or 0
-        retention_ms = max(int(retention * 1000), 1)
+        retention_ms = int(retention * 1000)
         lease_ms = max(int(lease * 1000), 1)
         self._common: list[str | int] = [
             lost_event,
@@ -295,12 +299,20 @@ class RedisStore(StreamStore):
             raise ValueError("finish() needs a final state")
         await self._write(self._finish, session_id, claim, state.value, seq, _encode([entry]))
 
-    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+    async def read(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> Page | None:
         after = max(after, 0)
         if not wait:
-            return await self._read_page(session_id, after, limit)
+            return await self._read_page(session_id, after, limit, incarnation or "")
         async with self._watch(session_id) as watch:
-            reply = await self._run(self._read, session_id, after, limit)
+            reply = await self._run(self._read, session_id, after, limit, incarnation or "")
             if reply is None:
                 return None
             page, lease_left_ms = self._page(reply, after, limit)
@@ -312,10 +324,13 @@ class RedisStore(StreamStore):
             if lease_left_ms > 0:
                 timeout = min(timeout, lease_left_ms / 1000 + 0.005)
             await watch.wait(timeout)
-        return await self._read_page(session_id, after, limit)
+        # This reader was attached if the stream ended meanwhile: it gets the end.
+        return await self._read_page(session_id, after, limit, page.info.incarnation)
 
-    async def _read_page(self, session_id: str, after: int, limit: int) -> Page | None:
-        reply = await self._run(self._read, session_id, after, limit)
+    async def _read_page(
+        self, session_id: str, after: int, limit: int, incarnation: str
+    ) -> Page | None:
+        reply = await self._run(self._read, session_id, after, limit, incarnation)
         return None if reply is None else self._page(reply, after, limit)[0]
 
     @asynccontextmanager
@@ -352,7 +367,7 @@ class RedisStore(StreamStore):
         return Page(info, events[:limit]), int(lease) - int(now)
 
     async def info(self, session_id: str) -> StreamInfo | None:
-        reply = await self._run(self._read, session_id, 0, 0)
+        reply = await self._run(self._read, session_id, 0, 0, "")
         return None if reply is None else self._page(reply, 0, 0)[0].info
 
     async def request_cancel(self, session_id: str) -> bool:
