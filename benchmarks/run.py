@@ -42,6 +42,7 @@ async def main_async(quick: bool) -> Report:
     with RedisServer() as server:
         await scenarios_redis.redis_and_peers(report, server.url, n)
         await scenarios_redis.redis_memory(report, server.url, n)
+    await scenarios_redis.sessions_on_default_pool(report, [1, 100] if quick else [1, 100, 1_000])
     return report
 
 

@@ -8,6 +8,7 @@ from typing_extensions import Self, final
 
 from ._exceptions import (
     EventIdAheadError,
+    HistoryLostError,
     HistoryTrimmedError,
     SessionNotFoundError,
     StaleEventIdError,
@@ -16,11 +17,33 @@ from ._exceptions import (
 from ._ids import EventId
 from ._resource import AsyncResource
 from ._telemetry import NO_HOOKS, Hooks
-from .stores._contract import StoredEvent, StreamInfo, StreamStore
+from .stores._contract import Page, StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
 _FIRST_PAGE = 32
+
+
+def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
+    """Raise if the page does not go on right after ``after`` though the stream has more.
+
+    Events that the stream's state counts but the store no longer returns cannot come
+    back by reading again: reading again would spin.
+
+    Raises:
+        HistoryTrimmedError: the store trimmed them (they are older than ``first_seq``).
+        HistoryLostError: the store lost them (its log was evicted or deleted).
+    """
+    info, events = page.info, page.events
+    if info.last_seq <= after or (events and events[0].seq == after + 1):
+        return
+    where = f"after {last_event_id}" if last_event_id else "from the start"
+    if after + 1 < info.first_seq:
+        raise HistoryTrimmedError(f"events {where} were trimmed before they were read")
+    raise HistoryLostError(
+        f"events {where} of session stream {info.incarnation} are missing from the store "
+        "(evicted, deleted or lost in a restart)"
+    )
 
 
 @final
@@ -168,6 +191,7 @@ class Subscription(AsyncResource):
                     f"events after {position} are no longer retained "
                     f"(oldest is {info.incarnation}-{info.first_seq})"
                 )
+        _check_continuity(page, after, None if position is None else str(position))
         self._info = info
         self._events = page.events
         self._after = after
@@ -256,10 +280,7 @@ class Subscription(AsyncResource):
             raise SessionNotFoundError(
                 f"the stream of session {self._session_id!r} was deleted or expired"
             )
-        if page.events and page.events[0].seq != self._after + 1:
-            raise HistoryTrimmedError(
-                f"events after {self.last_event_id} were trimmed before they were read"
-            )
+        _check_continuity(page, self._after, self.last_event_id)
         self._count_delivered()
         self._info = page.info
         self._events = page.events
