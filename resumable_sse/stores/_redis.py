@@ -220,6 +220,8 @@ class RedisStore(StreamStore):
         pool_limit = _pool_limit(client)
         if pool_limit is not None:
             connections = max(1, min(connections, pool_limit - 1))
+        #: Pooled connections the store's commands use at most (after the pool's limit).
+        self.connections = connections
         self._host = TaskHost()
         self._notifier = Notifier(client, self._host, linger=self._wait)
         self._ready = False
