@@ -17,6 +17,7 @@ from benchmarks import (
     scenarios_core,
     scenarios_http,
     scenarios_redis,
+    scenarios_telemetry,
 )
 from benchmarks._report import Report
 from resumable_sse import MemoryStore
@@ -34,12 +35,14 @@ async def main_async(quick: bool) -> Report:
     await scenarios_http.sessions_over_http(report, 20 if quick else 200, 1.0 if quick else 5.0)
     await scenarios_core.memory(report, 500 if quick else 10_000, 20)
     await scenarios_aisdk.chunks(report, n)
+    await scenarios_telemetry.overhead(report, n * 5, 200 if quick else 1_000, 5 if quick else 9)
     scenarios_browser.parser_chunking(
         report, 1 << (16 if quick else 20), 2_000 if quick else 20_000
     )
     with RedisServer() as server:
         await scenarios_redis.redis_and_peers(report, server.url, n)
         await scenarios_redis.redis_memory(report, server.url, n)
+    await scenarios_redis.sessions_on_default_pool(report, [1, 100] if quick else [1, 100, 1_000])
     return report
 
 

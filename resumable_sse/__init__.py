@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._access import AccessRequest, Authorize, owner_only
+from ._access import AccessRequest, Authorize, Principal, owner_only
 from ._assets import client_assets, client_mount
 from ._consumer import Subscription
 from ._conversations import ActiveStream
@@ -17,6 +17,7 @@ from ._exceptions import (
     AccessDeniedError,
     ConversationBusyError,
     EventIdAheadError,
+    HistoryLostError,
     HistoryTrimmedError,
     InvalidEventIdError,
     InvalidItemError,
@@ -33,10 +34,11 @@ from ._exceptions import (
 )
 from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
+from ._live import LiveStream
 from ._sources import Source
 from ._streamer import Streamer, StreamStatus
 from ._version import __version__
-from .factory import get_streamer
+from .factory import StreamerOptions, get_streamer
 from .stores import (
     Claim,
     Entry,
@@ -60,14 +62,17 @@ __all__ = [
     "ConversationBusyError",
     "Entry",
     "EventIdAheadError",
+    "HistoryLostError",
     "HistoryTrimmedError",
     "InvalidEventIdError",
     "InvalidItemError",
     "InvalidSessionIdError",
     "LeaseLostError",
     "LimitExceededError",
+    "LiveStream",
     "MemoryStore",
     "Page",
+    "Principal",
     "RedisStore",
     "ResumableSSEError",
     "SessionNotFoundError",
@@ -82,6 +87,7 @@ __all__ = [
     "StreamStore",
     "Streamer",
     "StreamerClosedError",
+    "StreamerOptions",
     "Subscription",
     "TerminalEvents",
     "TooManyConsumersError",

@@ -8,6 +8,7 @@ from typing_extensions import Self, final
 
 from ._exceptions import (
     EventIdAheadError,
+    HistoryLostError,
     HistoryTrimmedError,
     SessionNotFoundError,
     StaleEventIdError,
@@ -15,22 +16,46 @@ from ._exceptions import (
 )
 from ._ids import EventId
 from ._resource import AsyncResource
-from .stores._contract import StoredEvent, StreamInfo, StreamStore
+from ._telemetry import NO_HOOKS, Hooks
+from .stores._contract import Page, StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
 _FIRST_PAGE = 32
 
 
+def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
+    """Raise if the page does not go on right after ``after`` though the stream has more.
+
+    Events that the stream's state counts but the store no longer returns cannot come
+    back by reading again: reading again would spin.
+
+    Raises:
+        HistoryTrimmedError: the store trimmed them (they are older than ``first_seq``).
+        HistoryLostError: the store lost them (its log was evicted or deleted).
+    """
+    info, events = page.info, page.events
+    if info.last_seq <= after or (events and events[0].seq == after + 1):
+        return
+    where = f"after {last_event_id}" if last_event_id else "from the start"
+    if after + 1 < info.first_seq:
+        raise HistoryTrimmedError(f"events {where} were trimmed before they were read")
+    raise HistoryLostError(
+        f"events {where} of session stream {info.incarnation} are missing from the store "
+        "(evicted, deleted or lost in a restart)"
+    )
+
+
 @final
 class ConsumerSlots:
     """Counts open subscriptions, per session and in all, against their limits."""
 
-    __slots__ = ("_counts", "_total", "per_session", "total")
+    __slots__ = ("_counts", "_hooks", "_total", "per_session", "total")
 
-    def __init__(self, *, per_session: int, total: int) -> None:
+    def __init__(self, *, per_session: int, total: int, hooks: Hooks = NO_HOOKS) -> None:
         self.per_session = per_session
         self.total = total
+        self._hooks = hooks
         self._counts: dict[str, int] = {}
         self._total = 0
 
@@ -49,6 +74,7 @@ class ConsumerSlots:
             raise TooManyConsumersError(f"{self._total} consumers are open (max_consumers)")
         self._counts[session_id] = count + 1
         self._total += 1
+        self._hooks.consumer_opened()
 
     def release(self, session_id: str) -> None:
         """Give back a slot taken by :meth:`acquire`."""
@@ -58,6 +84,11 @@ class ConsumerSlots:
         else:
             self._counts.pop(session_id, None)
         self._total -= 1
+        self._hooks.consumer_closed()
+
+    def count(self, session_id: str) -> int:
+        """The number of open consumers of ``session_id``."""
+        return self._counts.get(session_id, 0)
 
     def __len__(self) -> int:
         """The number of open consumers."""
@@ -78,11 +109,13 @@ class Subscription(AsyncResource):
         "_after",
         "_events",
         "_holds_slot",
+        "_hooks",
         "_index",
         "_info",
         "_opener",
         "_page_size",
         "_prefix",
+        "_reported",
         "_session_id",
         "_slots",
         "_store",
@@ -94,8 +127,9 @@ class Subscription(AsyncResource):
         session_id: str,
         *,
         page_size: int,
-        opener: Callable[[], Awaitable[EventId | None]] | None = None,
+        opener: Callable[[], Awaitable[object]] | None = None,
         slots: ConsumerSlots | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._store = store
         self._slots = slots
@@ -106,6 +140,8 @@ class Subscription(AsyncResource):
         self._info: StreamInfo | None = None
         self._events: Sequence[StoredEvent] = ()
         self._index = 0
+        self._reported = 0  # events of the current page already counted as delivered
+        self._hooks = hooks
         self._after = 0
         self._prefix = ""
 
@@ -155,12 +191,19 @@ class Subscription(AsyncResource):
                     f"events after {position} are no longer retained "
                     f"(oldest is {info.incarnation}-{info.first_seq})"
                 )
+        _check_continuity(page, after, None if position is None else str(position))
         self._info = info
         self._events = page.events
         self._after = after
         self._prefix = info.incarnation + "-"
 
+    def _count_delivered(self) -> None:
+        if self._index > self._reported:
+            self._hooks.delivered(self._index - self._reported)
+            self._reported = self._index
+
     def _release(self) -> None:
+        self._count_delivered()
         if self._holds_slot and self._slots is not None:
             self._holds_slot = False
             self._slots.release(self._session_id)
@@ -184,6 +227,12 @@ class Subscription(AsyncResource):
             and info.state.finished
             and self._after >= info.last_seq
         )
+
+    @property
+    def backlog(self) -> int:
+        """Events stored after the last one yielded (or the position), as last read."""
+        info = self._info
+        return 0 if info is None else max(info.last_seq - self._after, 0)
 
     @property
     def last_event_id(self) -> str | None:
@@ -216,7 +265,7 @@ class Subscription(AsyncResource):
         info = self._info
         if info is None:
             assert self._opener is not None, "Subscription used before open()"
-            await self.open(await self._opener())
+            await self._opener()  # opens this subscription
             return
         if info.state.finished and self._after >= info.last_seq:
             raise StopAsyncIteration
@@ -231,10 +280,9 @@ class Subscription(AsyncResource):
             raise SessionNotFoundError(
                 f"the stream of session {self._session_id!r} was deleted or expired"
             )
-        if page.events and page.events[0].seq != self._after + 1:
-            raise HistoryTrimmedError(
-                f"events after {self.last_event_id} were trimmed before they were read"
-            )
+        _check_continuity(page, self._after, self.last_event_id)
+        self._count_delivered()
         self._info = page.info
         self._events = page.events
         self._index = 0
+        self._reported = 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -53,7 +54,16 @@ _BLOCK = re.compile(
     r"^(?:<!-- readme-test: (?P<tag>[\w.-]+) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```$",
     re.MULTILINE | re.DOTALL,
 )
-PYTHON_TAGS = {"chat", "client", "lifecycle", "fastapi-sse", "redis", "access", "aisdk"}
+PYTHON_TAGS = {
+    "chat",
+    "client",
+    "lifecycle",
+    "fastapi-sse",
+    "redis",
+    "access",
+    "aisdk",
+    "operations",
+}
 FILE_TAGS = {"chat.html", "aisdk.tsx"}
 PROGRAMS = {"python3", "pip", "resumable-sse", "uvicorn", "curl"}
 
@@ -370,11 +380,18 @@ async def test_access_control_example_binds_streams_to_their_user() -> None:
 
 
 async def test_redis_example_builds_a_redis_streamer() -> None:
-    """The Redis block makes a streamer on a RedisStore (it connects on first use)."""
+    """The Redis blocks make streamers on RedisStores (they connect on first use), with
+    the options given to get_streamer or to the store by hand."""
     namespace = execute("redis")
     streamer: Streamer = namespace["streamer"]
-    assert isinstance(streamer.store, RedisStore)
+    by_hand: Streamer = namespace["by_hand"]
+    assert by_hand.store is namespace["store"]
+    for store in (streamer.store, by_hand.store):
+        assert isinstance(store, RedisStore)
+        assert (store.prefix, store.lease) == ("chat", 10)
     await streamer.aclose()
+    await streamer.store.aclose()  # it owns the client it made from the URL
+    await by_hand.aclose()
 
 
 def test_readme_urls_are_absolute_and_name_files_that_exist() -> None:
@@ -453,3 +470,36 @@ def test_ai_sdk_frontend_names_the_adapter_routes(tmp_path: Path) -> None:
     subprocess.run(
         [str(esbuild), str(snippet), "--loader:.tsx=tsx"], check=True, capture_output=True
     )
+
+
+async def test_operations_example_routes_records_and_lists_running_answers() -> None:
+    """The logging config shows a terminal error's extra fields; the menu lists a stream."""
+    logger = logging.getLogger("resumable_sse")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    namespace: dict[str, Any] = {}
+    try:
+        namespace = execute("operations")
+        (handler,) = logger.handlers
+        assert isinstance(handler, logging.StreamHandler)
+        output = io.StringIO()
+        handler.setStream(output)
+        streamer: Streamer = namespace["streamer"]
+        gate = anyio.Event()
+
+        async def answer() -> AsyncIterator[str]:
+            yield "Hi"
+            await gate.wait()
+            raise RuntimeError("the model failed")
+
+        async with streamer:
+            reading = await streamer.open("answer-1", answer(), principal="alice")
+            assert (await reading.__anext__())["data"] == "Hi"
+            menu = await namespace["running_answers"]("alice")
+            assert [(m["id"], m["events"], m["readers"]) for m in menu] == [("answer-1", 1, 1)]
+            gate.set()
+            assert [e["event"] async for e in reading] == ["error"]
+        assert "ERROR session=answer-1 code=generator_failed attempt=None" in output.getvalue()
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+        if "meters" in namespace:
+            namespace["meters"].shutdown()  # exports once more, now, not at exit
