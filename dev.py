@@ -1,7 +1,7 @@
 """Developer entry point; needs nothing but Python 3.10+.
 
     python3 dev.py demo [--port 8000]   run the demo on http://127.0.0.1:8000
-    python3 dev.py test [pytest args]   run the whole test suite
+    python3 dev.py test [pytest args]   run the whole test suite (two workers)
     python3 dev.py lint                 ruff and mypy
     python3 dev.py bench [--quick]      every benchmark: a table, JSON and a chart
 
@@ -56,7 +56,10 @@ def main(argv: list[str]) -> int:
         if command == "demo":
             run(PYTHON, "-m", "resumable_sse", "demo", *rest)
         elif command == "test":
-            run(PYTHON, "-m", "pytest", *rest)
+            # Two workers (pytest-xdist): many tests wait on servers, subprocesses or
+            # Redis expiry, so two run well side by side even on two cores. -n 0 runs
+            # in one process.
+            run(PYTHON, "-m", "pytest", "-n", "2", *rest)
         elif command == "bench":
             run(PYTHON, "-m", "benchmarks.run", *rest)
         else:

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import anyio
 import httpx
-from httpx_sse import ServerSentEvent, aconnect_sse
+
+from tests.sse import ServerSentEvent, aconnect_sse
 
 Event = dict[str, str]
 

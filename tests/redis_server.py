@@ -47,6 +47,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         pass
 
 
+class _PortTaken(RuntimeError):
+    """redis-server could not bind its port: someone else took it."""
+
+
 class RedisServer:
     """One ``redis-server`` on 127.0.0.1, owned by the test process."""
 
@@ -57,7 +61,9 @@ class RedisServer:
         cluster: bool = False,
         extra: Sequence[str] = (),
     ) -> None:
-        self.port = free_port()
+        self.pick_port: Callable[[], int] = free_port
+        self.port = self.pick_port()
+        self.started = False
         self.dir = tempfile.mkdtemp(prefix="rsse-redis-")
         self.appendonly = appendonly
         self.cluster = cluster
@@ -71,7 +77,25 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start the server and return once it accepts connections."""
+        """Start the server and return once it accepts connections.
+
+        The port was free when it was chosen, but another process may have taken it
+        since; then a first start moves to another free port (a restart cannot: its
+        clients know the port).
+        """
+        for _ in range(10):
+            try:
+                self._start()
+            except _PortTaken:
+                if self.started:
+                    raise
+                self.port = self.pick_port()
+            else:
+                self.started = True
+                return
+        raise RuntimeError("no free port for redis-server after 10 tries")
+
+    def _start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH")
@@ -120,6 +144,8 @@ class RedisServer:
             proc.stdout.close()
             self.proc = None
             self.output.extend(lines)
+            if any("Address already in use" in line for line in lines):
+                raise _PortTaken(self.port)
             raise RuntimeError("redis-server exited before it was ready:\n" + "".join(lines))
         self.output.extend(lines)
         stdout = proc.stdout
@@ -240,6 +266,7 @@ class RedisClusterServers:
     def __init__(self, size: int = 3) -> None:
         self.nodes = [RedisServer(cluster=True) for _ in range(size)]
         for node in self.nodes:
+            node.pick_port = _cluster_port
             node.port = _cluster_port()
 
     @property

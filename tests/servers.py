@@ -7,21 +7,56 @@ sleeping.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def http_client(base_url: str = "", **options: Any) -> httpx.AsyncClient:
+    """An httpx client for the test servers.
+
+    All share one TLS context: httpx would otherwise load the CA bundle for every
+    client (a tenth of a second on a busy machine), though loopback never uses TLS.
+    """
+    return httpx.AsyncClient(base_url=base_url, verify=_tls(), **options)
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs.
+
+    The port is bound but not listening, so nobody else can take it meanwhile and every
+    connection attempt is refused at once.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Racy by nature: another process may take the port before the caller binds it. Use
+    it only for servers that cannot be handed a socket (redis-server, the demo command).
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -45,7 +80,11 @@ async def serve_in_task(app: ASGIApp) -> AsyncIterator[str]:
     """
     sock = listening_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    # log_config=None: uvicorn's own logging setup (dictConfig) would close every handler
+    # already installed in this process, pytest's among them.
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     try:
         async with anyio.create_task_group() as tg:
@@ -79,20 +118,31 @@ class ServerProcess:
 
 @contextmanager
 def serve_in_process(
-    app: str, *, env: Mapping[str, str] | None = None, port: int | None = None
+    app: str, *, env: Mapping[str, str] | None = None, sock: socket.socket | None = None
 ) -> Iterator[ServerProcess]:
-    """Run ``uvicorn <app>`` in a child process; yield once it accepts connections."""
-    port = port or free_port()
+    """Run ``uvicorn <app>`` in a child process; yield once it accepts connections.
+
+    The child serves on ``sock`` (by default a new listening socket), which it inherits:
+    the port is never free for another process to take, and a server started again on
+    the same socket keeps the port (connections wait in its backlog meanwhile).
+    """
+    with contextlib.ExitStack() as stack:
+        if sock is None:
+            sock = stack.enter_context(listening_socket())
+        yield stack.enter_context(_child(app, sock, env or {}))
+
+
+@contextmanager
+def _child(app: str, sock: socket.socket, env: Mapping[str, str]) -> Iterator[ServerProcess]:
+    fd = sock.fileno()
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
+            "--fd",
+            str(fd),
             "--log-level",
             "info",
             "--timeout-graceful-shutdown",
@@ -101,8 +151,10 @@ def serve_in_process(
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **env},
+        pass_fds=[fd],
     )
+    port = sock.getsockname()[1]
     server = ServerProcess(proc, f"http://127.0.0.1:{port}")
     assert proc.stderr is not None
     for line in proc.stderr:  # blocks on the child's own output, up to its startup line

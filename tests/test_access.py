@@ -6,7 +6,6 @@ import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,7 +23,7 @@ from resumable_sse import (
     sse_response,
 )
 from tests.helpers import Script, collect, datas, take
-from tests.servers import serve_in_task
+from tests.servers import http_client, serve_in_task
 
 pytestmark = pytest.mark.anyio
 
@@ -204,7 +203,7 @@ async def test_http_access_and_limits(store: StreamStore) -> None:
     async with (
         Streamer(store, max_consumers_per_session=1) as streamer,
         serve_in_task(_app(streamer)) as url,
-        httpx.AsyncClient(base_url=url) as client,
+        http_client(url) as client,
     ):
         owner = await client.post("/s/chat1", headers={"x-user": "alice"})
         assert owner.status_code == 200

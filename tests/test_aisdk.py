@@ -14,12 +14,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
 from resumable_sse import InvalidItemError, MemoryStore, RedisStore, Streamer, StreamStore
 from resumable_sse.aisdk import ChatRequest, ChatStreams, ui_message_chunks
 from tests.servers import serve_in_task
+from tests.sse import aconnect_sse
 from tests.stores import RedisHarness
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]

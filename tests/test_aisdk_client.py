@@ -12,11 +12,13 @@ it go, so "mid-answer" is certain and no step depends on timing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,19 +62,24 @@ def _install() -> str | None:
     lock = (PACKAGE / "package-lock.json").read_bytes()
     stamp = PACKAGE / "node_modules" / ".resumable-sse-installed"
     wanted = hashlib.sha256(lock).hexdigest()
-    if stamp.exists() and stamp.read_text().strip() == wanted:  # .ci/run writes it too
-        return None
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=PACKAGE,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        return f"npm ci failed:\n{result.stdout}\n{result.stderr}"
-    stamp.write_text(wanted)
+    # Parallel test workers (or a second run of the suite) install one at a time:
+    # npm ci first deletes node_modules, under the feet of anyone using it.
+    key = hashlib.sha256(str(PACKAGE).encode()).hexdigest()[:16]
+    with (Path(tempfile.gettempdir()) / f"rsse-npm-{key}.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text().strip() == wanted:  # .ci/run writes it too
+            return None
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=PACKAGE,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            return f"npm ci failed:\n{result.stdout}\n{result.stderr}"
+        stamp.write_text(wanted)
     return None
 
 

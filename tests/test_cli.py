@@ -9,11 +9,11 @@ import sys
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 
 from resumable_sse._cli import main
 from resumable_sse._demo import simulated_answer
 from tests.servers import free_port
+from tests.sse import connect_sse
 
 
 def test_help_lists_the_demo_and_its_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,7 +27,7 @@ from resumable_sse.client import (
 from tests.llm_gate import gate
 from tests.proxy import DropProxy, drop_proxy
 from tests.scripted import EMPTY_BODIES, FLAKY_TOKENS, TRICKY_EVENTS
-from tests.servers import free_port, serve_in_process, serve_in_task
+from tests.servers import refusing_port, serve_in_process, serve_in_task
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -201,12 +201,13 @@ async def test_4xx_is_final(scripted: str) -> None:
 
 async def test_unreachable_server_gives_up(scripted: str) -> None:
     """With nothing listening, the client gives up after its retries with a clear error."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port()}", timeout=5) as http:
-        with pytest.raises(ReconnectFailedError) as caught:
-            await collect(http, "/stream", max_retries=0)
-        assert isinstance(caught.value.__cause__, httpx.ConnectError)
-        with pytest.raises(ReconnectFailedError, match="could not start"):
-            await collect(http, "/chat", method="POST", json={})
+    with refusing_port() as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            with pytest.raises(ReconnectFailedError) as caught:
+                await collect(http, "/stream", max_retries=0)
+            assert isinstance(caught.value.__cause__, httpx.ConnectError)
+            with pytest.raises(ReconnectFailedError, match="could not start"):
+                await collect(http, "/chat", method="POST", json={})
 
 
 # --- hostile servers: the cap holds and retries end (tests/scripted.py /hostile/...) ------

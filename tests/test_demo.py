@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 
 from resumable_sse._demo import SimulatedLLM, create_app, simulated_answer, tokenize
-from tests.servers import serve_in_task
+from tests.servers import http_client, serve_in_task
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -36,7 +36,7 @@ class Demo:
 @asynccontextmanager
 async def running_demo(delay: float) -> AsyncIterator[Demo]:
     app = create_app(delay=delay)
-    async with serve_in_task(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with serve_in_task(app) as url, http_client(url, timeout=30) as client:
         yield Demo(client, app.state.llm)
 
 

@@ -20,7 +20,6 @@ import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi import routing as fastapi_routing
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from httpx_sse import aconnect_sse
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,6 +33,7 @@ from resumable_sse.fastapi import (
 )
 from tests.helpers import Script
 from tests.servers import serve_in_task
+from tests.sse import aconnect_sse
 from tests.stores import HARNESSES
 from tests.test_http_e2e import Tracker, UnreachableStore
 

@@ -17,13 +17,13 @@ processes, or for Redis; timeouts only guard against hangs.
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,7 +33,8 @@ from starlette.routing import Route
 from resumable_sse import RedisStore, Streamer, sse_response
 from tests.helpers import TERMINAL, read_events
 from tests.redis_server import RedisServer, started_server
-from tests.servers import free_port, serve_in_process, serve_in_task
+from tests.servers import http_client, listening_socket, serve_in_process, serve_in_task
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -58,8 +59,15 @@ def debug_redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A listening socket that outlives the server processes: a restart keeps the port."""
+    with listening_socket() as sock:
+        yield sock
+
+
+@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+    async with http_client(timeout=30) as client:
         yield client
 
 
@@ -226,16 +234,15 @@ async def test_kill_9_of_the_producer_ends_the_stream_for_every_reader_in_two_le
 
 
 async def test_graceful_shutdown_mid_stream_then_resume_after_restart(
-    redis_server: RedisServer, http: httpx.AsyncClient
+    redis_server: RedisServer, http: httpx.AsyncClient, listener: socket.socket
 ) -> None:
     """SIGTERM while three clients follow an idle stream: each response ends cleanly
     (no error status, at most a terminal event); after a restart on the same port each
     client resumes and gets exactly what was stored, ending with ``cancelled/shutdown``."""
     prefix = f"f-{uuid.uuid4().hex[:8]}"
     env = {"RSSE_REDIS_URL": redis_server.url, "RSSE_PREFIX": prefix, "RSSE_LEASE": "2"}
-    port = free_port()
     received: list[list[ServerSentEvent]] = [[] for _ in range(3)]
-    with serve_in_process("tests.apps.redis_app:app", env=env, port=port) as server:
+    with serve_in_process("tests.apps.redis_app:app", env=env, sock=listener) as server:
         url = f"{server.url}/stream/s1?n=10&hold=4"
         ready = [anyio.Event() for _ in range(3)]
         aborted: list[bool] = []
@@ -263,7 +270,7 @@ async def test_graceful_shutdown_mid_stream_then_resume_after_restart(
     for events in received:
         assert [e.data for e in events[:4]] == ["0", "1", "2", "3"]
         assert [e.event for e in events[4:]] in ([], ["cancelled"])
-    with serve_in_process("tests.apps.redis_app:app", env=env, port=port) as restarted:
+    with serve_in_process("tests.apps.redis_app:app", env=env, sock=listener) as restarted:
         rests = [
             await read_events(http, f"{restarted.url}/stream/s1", last_id=events[-1].id)
             if events[-1].event not in TERMINAL

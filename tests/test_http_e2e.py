@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,7 +36,8 @@ from resumable_sse import (
     sse_response,
 )
 from tests.helpers import Script
-from tests.servers import serve_in_task
+from tests.servers import http_client, serve_in_task
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -115,7 +115,7 @@ async def running(app: Tracker) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)
     async with (
         serve_in_task(app) as url,
-        httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client,
+        http_client(url, timeout=30, limits=limits) as client,
     ):
         yield client
 

@@ -17,6 +17,7 @@ deterministic and stays within seconds.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import math
 import os
@@ -88,7 +89,9 @@ class App:
 
         async def items(request: Request) -> Response:
             key = request.path_params["key"]
-            return await sse_response(streamer, request, key, lambda: iter(self.items[key]))
+            # No keep-alive comments: httpx-sse reads this stream raw, and it takes a ping
+            # for an empty event (florimondmanca/httpx-sse#35); pings are not tested here.
+            return await sse_response(streamer, request, key, lambda: iter(self.items[key]), ping=0)
 
         def session_id(request: Request) -> str:
             if "sid" in request.path_params:
@@ -96,10 +99,12 @@ class App:
             return request.query_params.get("session_id", "")
 
         async def stream(request: Request) -> Response:
-            return await sse_response(streamer, request, session_id(request), lambda: ["a", "b"])
+            return await sse_response(
+                streamer, request, session_id(request), lambda: ["a", "b"], ping=0
+            )
 
         async def resume(request: Request) -> Response:
-            return await sse_response(streamer, request, session_id(request))
+            return await sse_response(streamer, request, session_id(request), ping=0)
 
         return Starlette(
             routes=[
@@ -214,29 +219,34 @@ def eventsource_parser_dir(
     try:
         if shutil.which("node") is None or shutil.which("npm") is None:
             raise RuntimeError("node and npm are not on PATH")
-        if not installed.exists():
-            subprocess.run(
-                [
-                    "npm",
-                    "install",
-                    "--no-audit",
-                    "--no-fund",
-                    "--prefix",
-                    str(target),
-                    EVENTSOURCE_PARSER,
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+        # Parallel test workers share the cache: one installs while the others wait.
+        with (root / "install.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not installed.exists():
+                subprocess.run(
+                    [
+                        "npm",
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--prefix",
+                        str(target),
+                        EVENTSOURCE_PARSER,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+            script = target / "parse.mjs"
+            if not script.exists() or script.read_text() != _NODE_SCRIPT:
+                script.write_text(_NODE_SCRIPT)  # never rewritten under a running node
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or ""
         reason = f"cannot install {EVENTSOURCE_PARSER} with npm: {exc} {detail}".strip()
         if _ci():
             pytest.fail(reason)
         pytest.skip(reason)
-    (target / "parse.mjs").write_text(_NODE_SCRIPT)
     return target
 
 

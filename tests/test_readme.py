@@ -33,7 +33,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 from packaging.requirements import Requirement
 from starlette.routing import Route
 
@@ -42,6 +41,7 @@ from resumable_sse import RedisStore, Streamer
 from resumable_sse._cli import _parser as cli_parser
 from resumable_sse.aisdk import ChatStreams
 from tests.servers import ServerProcess, serve_in_process, serve_in_task
+from tests.sse import ServerSentEvent, aconnect_sse
 from tests.test_aisdk_client import _install as install_npm_packages
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]

@@ -14,12 +14,12 @@ from contextlib import contextmanager
 import anyio
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 from redis.asyncio import Redis
 
 from tests.helpers import TERMINAL, read_events
 from tests.redis_server import shared_server, started_server
-from tests.servers import ServerProcess, serve_in_process
+from tests.servers import ServerProcess, http_client, serve_in_process
+from tests.sse import ServerSentEvent, aconnect_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -62,7 +62,7 @@ def two_workers(
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+    async with http_client(timeout=30) as client:
         yield client
 
 

@@ -200,14 +200,18 @@ async def test_a_dead_producer_is_reaped_when_its_lease_expires(url: str) -> Non
 
 
 async def test_renewals_keep_an_idle_producer_alive(url: str) -> None:
-    """A generator idle for several lease times is not mistaken for a dead one."""
+    """A generator idle for several lease times is not mistaken for a dead one.
+
+    Renewals come every lease / 3; a lease of a second leaves room for a busy machine
+    to run one late (with 0.3 s, a stall of 0.2 s would lose it).
+    """
 
     async def slow() -> AsyncIterator[str]:
         yield "before"
-        await anyio.sleep(1.0)
+        await anyio.sleep(2.5)
         yield "after"
 
-    async with redis_store(url, lease=0.3) as store, Streamer(store) as streamer:
+    async with redis_store(url, lease=1.0) as store, Streamer(store) as streamer:
         events = await collect(streamer, "s1", slow())
     assert [e["event"] for e in events] == ["message", "message", "end"]
 

@@ -6,16 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import anyio
-import httpx
 import pytest
 from fastapi import FastAPI, Request
-from httpx_sse import aconnect_sse
 from sse_starlette.sse import EventSourceResponse
 
 from resumable_sse import Streamer
 from resumable_sse.factory import get_streamer
 from tests.helpers import Event, Script, collect, datas, error_of, names, take
-from tests.servers import serve_in_task
+from tests.servers import http_client, serve_in_task
+from tests.sse import aconnect_sse
 
 pytestmark = pytest.mark.anyio
 
@@ -134,7 +133,7 @@ async def test_seed_readme_example_over_real_http() -> None:
         )
 
     try:
-        async with serve_in_task(app) as url, httpx.AsyncClient(base_url=url) as client:
+        async with serve_in_task(app) as url, http_client(url) as client:
             for _ in range(2):  # the second request replays; it does not re-generate
                 async with aconnect_sse(client, "GET", "/stream?session_id=abc") as source:
                     events = [(sse.event, sse.data) async for sse in source.aiter_sse()]
