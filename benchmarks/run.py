@@ -28,6 +28,7 @@ async def main_async(quick: bool, only: set[str]) -> Report:
     report = Report(quick=quick)
     n = 2_000 if quick else 10_000
     rounds = 3 if quick else 9
+    few = 1 if quick else 3  # rounds of the scenarios that take many seconds each
 
     def wanted(name: str) -> bool:
         return not only or name in only
@@ -40,7 +41,7 @@ async def main_async(quick: bool, only: set[str]) -> Report:
             await scenarios_http.ladder(report, server.url, n, rounds)
         if wanted("fanout"):
             counts = [20, 50] if quick else [100, 500]
-            await scenarios_http_load.fan_out(report, counts, 200 if quick else 2_000, rounds)
+            await scenarios_http_load.fan_out(report, counts, 200 if quick else 2_000, few)
         if wanted("core"):
             await scenarios_core.resume(report, 10_000 if quick else 100_000)
             await scenarios_core.fan_out(report, 100 if quick else 1_000, 200 if quick else 1_000)
@@ -49,7 +50,7 @@ async def main_async(quick: bool, only: set[str]) -> Report:
             )
         if wanted("pace"):
             sessions, seconds = (20, 1.0) if quick else (200, 5.0)
-            await scenarios_http_load.llm_pace(report, sessions, seconds, 1 if quick else 5)
+            await scenarios_http_load.llm_pace(report, sessions, seconds, few)
         if wanted("core"):
             await scenarios_core.memory(report, 500 if quick else 10_000, 20)
         if wanted("redis"):

@@ -81,15 +81,17 @@ async def _paced_run(
         params = {"n": str(per_session), "rate": str(rate), "session_id": f"{tag}-{i}"}
         async with aconnect_sse(client, "GET", path, params=params) as source:
             async for event in source.aiter_sse():
-                if event.event == "message":
+                if event.event == "message" and event.data:  # not a keep-alive comment
                     latencies.append(time.monotonic() - float(event.data))
 
     async with _client(srv, sessions) as client:
+        start = time.monotonic()
         before = srv.cpu()
         async with anyio.create_task_group() as tg:
             for i in range(sessions):
                 tg.start_soon(one, client, i)
         spent = srv.cpu() - before
+    print(f"  {path}: {time.monotonic() - start:.1f} s, server CPU {spent:.2f} s", flush=True)
     assert len(latencies) == sessions * per_session, (path, len(latencies))
     return spent, sorted(latencies)
 
