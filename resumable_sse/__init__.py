@@ -37,6 +37,7 @@ from .factory import get_streamer
 from .stores import (
     Claim,
     Entry,
+    FramePage,
     MemoryStore,
     Page,
     StoredEvent,
@@ -55,6 +56,7 @@ __all__ = [
     "Claim",
     "Entry",
     "EventIdAheadError",
+    "FramePage",
     "HistoryTrimmedError",
     "InvalidEventIdError",
     "InvalidItemError",
