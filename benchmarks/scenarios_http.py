@@ -28,7 +28,10 @@ LADDER = [
 
 
 class Counter:
-    """Counts SSE events (blank-line ends) in a body read in arbitrary chunks."""
+    """Counts events in a body read in arbitrary chunks: every event sent here has an
+    ``event`` field after its ``id`` (keep-alive comments have neither)."""
+
+    MARK = b"\r\nevent: "
 
     def __init__(self) -> None:
         self.events = 0
@@ -36,8 +39,8 @@ class Counter:
 
     def feed(self, chunk: bytes) -> None:
         data = self._tail + chunk
-        self.events += data.count(b"\r\n\r\n")
-        self._tail = data[-3:]
+        self.events += data.count(self.MARK)
+        self._tail = data[-len(self.MARK) + 1 :]
 
 
 async def read_events(client: httpx.AsyncClient, path: str, params: dict[str, str]) -> int:

@@ -19,6 +19,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import count, repeat
 
 import anyio
 from typing_extensions import final
@@ -182,13 +183,10 @@ class MemoryStore(StreamStore):
             return  # a retry of a batch that landed
         if last != first_seq - 1 or stream.state.finished:
             raise LeaseLostError(f"stream {session_id!r} ends at {last}, not {first_seq - 1}")
-        # tuple.__new__ skips the named tuple's Python-level __new__: half the cost per event.
-        events.extend(
-            [
-                _new(StoredEvent, (seq, event, data))
-                for seq, (event, data) in enumerate(entries, first_seq)
-            ]
-        )
+        # All in C: zip builds each (seq, event, data) and tuple.__new__ makes it a
+        # StoredEvent without the named tuple's Python-level __new__.
+        names, datas = zip(*entries, strict=True)
+        events.extend(map(_new, repeat(StoredEvent), zip(count(first_seq), names, datas)))
         stream.updated_at = time.time()
         stream.wake()
 
