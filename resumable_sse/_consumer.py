@@ -22,6 +22,8 @@ from .stores._contract import FramePage, StoredEvent, StreamInfo, StreamStore
 __all__ = ["ConsumerSlots", "Subscription"]
 
 _FIRST_PAGE = 32
+#: A chunk of SSE bytes stops growing past this size (it always holds whole events).
+_CHUNK_BYTES = 256 * 1024
 
 
 @final
@@ -212,10 +214,10 @@ class Subscription(AsyncResource):
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The rest of the stream as SSE bytes: each chunk holds every event available.
 
-        A chunk is whatever one read returns (up to ``page_size`` events) and goes out
-        as soon as it is read, a lone event too: nothing waits to fill a batch. The
-        bytes are what ``EventSourceResponse`` makes of the dicts this subscription
-        yields when iterated. Use one form or the other, not both.
+        A chunk holds every event the store has when it is read (read ``page_size`` at a
+        time, up to about 256 KiB) and goes out at once, a lone event too: nothing
+        waits to fill a batch. The bytes are what ``EventSourceResponse`` makes of the
+        dicts this subscription yields when iterated. Use one form or the other.
 
         Raises:
             As :meth:`open` (if not opened yet); then SessionNotFoundError if the
@@ -235,19 +237,32 @@ class Subscription(AsyncResource):
                 yield join_frames(encode_frames(self._prefix, events))
             state, last_seq = info.state, info.last_seq
             while not (state.finished and self._after >= last_seq):
-                page = await self._frames_after(info.incarnation)
+                page = await self._available(info.incarnation)
                 state, last_seq = page.state, page.last_seq
                 if page.frames:
-                    self._after += len(page.frames)
                     yield join_frames(page.frames)
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()
 
-    async def _frames_after(self, incarnation: str) -> FramePage:
-        """The frames after the last one sent, waiting for them; checked for gaps."""
+    async def _available(self, incarnation: str) -> FramePage:
+        """Every frame after the last one sent (waiting for one), up to _CHUNK_BYTES."""
+        page = await self._frames_after(incarnation, wait=True)
+        self._after += len(page.frames)
+        if len(page.frames) < self._page_size:  # the usual case: all there is
+            return page
+        frames, size = list(page.frames), sum(map(len, page.frames))
+        while len(page.frames) == self._page_size and size < _CHUNK_BYTES:
+            page = await self._frames_after(incarnation, wait=False)
+            self._after += len(page.frames)
+            frames += page.frames
+            size += sum(map(len, page.frames))
+        return page._replace(frames=frames)
+
+    async def _frames_after(self, incarnation: str, *, wait: bool) -> FramePage:
+        """The frames after the last one sent (waiting for them if ``wait``), checked."""
         page = await self._store.read_frames(
-            self._session_id, self._after, limit=self._page_size, wait=True
+            self._session_id, self._after, limit=self._page_size, wait=wait
         )
         if page is None or page.incarnation != incarnation:
             raise SessionNotFoundError(

@@ -106,7 +106,8 @@ def app(wire: Wire) -> Starlette:
 @pytest.fixture(scope="module", params=["memory", "redis"])
 async def wire(request: pytest.FixtureRequest) -> AsyncIterator[Wire]:
     async with HARNESSES[request.param]().make() as store:
-        streamer = Streamer(store, max_event_bytes=MAX_EVENT_BYTES)
+        # Small pages: a chunk then spans several reads of the store.
+        streamer = Streamer(store, max_event_bytes=MAX_EVENT_BYTES, page_size=3)
         async with streamer, httpx.AsyncClient(timeout=30) as http:
             wire = Wire(streamer, http)
             async with serve_in_task(app(wire)) as url:
