@@ -28,7 +28,7 @@ async def main_async(quick: bool, only: set[str]) -> Report:
     report = Report(quick=quick)
     n = 2_000 if quick else 10_000
     rounds = 3 if quick else 9
-    few = 1 if quick else 3  # rounds of the scenarios that take many seconds each
+    few = 1  # rounds of the scenarios that take many seconds each (after a warm-up)
 
     def wanted(name: str) -> bool:
         return not only or name in only
