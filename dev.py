@@ -6,7 +6,7 @@
     python3 dev.py bench [--quick]      every benchmark: a table, JSON and a chart
 
 Each command first makes ``.venv`` (once) and installs the project into it with its
-``dev`` extra (again whenever pyproject.toml changes).
+``dev`` extra (again whenever pyproject.toml or the version changes).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def run(*args: str | Path) -> None:
 def ensure_venv() -> None:
     if sys.version_info < (3, 10):  # noqa: UP036 - dev.py may be run by any python3
         sys.exit("resumable-sse needs Python 3.10 or newer")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # The installed metadata comes from pyproject.toml and the version file.
+    sources = (ROOT / "pyproject.toml", ROOT / "resumable_sse" / "_version.py")
+    wanted = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not PYTHON.exists():

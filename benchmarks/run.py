@@ -13,6 +13,8 @@ from pathlib import Path
 import anyio
 
 from benchmarks import (
+    scenarios_aisdk,
+    scenarios_browser,
     scenarios_core,
     scenarios_http,
     scenarios_http_load,
@@ -53,6 +55,10 @@ async def main_async(quick: bool, only: set[str]) -> Report:
             await scenarios_http_load.llm_pace(report, sessions, seconds, few)
         if wanted("core"):
             await scenarios_core.memory(report, 500 if quick else 10_000, 20)
+            await scenarios_aisdk.chunks(report, n)
+            scenarios_browser.parser_chunking(
+                report, 1 << (16 if quick else 20), 2_000 if quick else 20_000
+            )
         if wanted("redis"):
             await scenarios_redis.redis_and_peers(report, server.url, n)
             await scenarios_redis.redis_memory(report, server.url, n)

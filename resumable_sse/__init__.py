@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from ._access import AccessRequest, Authorize, owner_only
 from ._assets import client_assets, client_mount
 from ._consumer import Subscription
+from ._conversations import ActiveStream
 from ._events import TerminalEvents
 from ._exceptions import (
     AccessDeniedError,
+    ConversationBusyError,
     EventIdAheadError,
     HistoryTrimmedError,
     InvalidEventIdError,
@@ -33,6 +35,7 @@ from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
 from ._sources import Source
 from ._streamer import Streamer, StreamStatus
+from ._version import __version__
 from .factory import get_streamer
 from .stores import (
     Claim,
@@ -52,8 +55,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AccessDeniedError",
     "AccessRequest",
+    "ActiveStream",
     "Authorize",
     "Claim",
+    "ConversationBusyError",
     "Entry",
     "EventIdAheadError",
     "FramePage",
@@ -82,6 +87,7 @@ __all__ = [
     "Subscription",
     "TerminalEvents",
     "TooManyConsumersError",
+    "__version__",
     "client_assets",
     "client_mount",
     "error_response",

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a simulated LLM and a page that streams it",
         description=(
             "Serve a simulated LLM and a web page that streams its answer. Reload the page "
-            "or drop the connection mid-answer: it resumes where it stopped."
+            "or drop the connection mid-answer: it resumes where it stopped. The same LLM "
+            "speaks the Vercel AI SDK's chat protocol at /api/chat."
         ),
     )
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
@@ -102,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(streamer, delay=args.delay)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(
-        f"resumable-sse demo ({store} store): open http://{host}:{args.port}/ in a browser",
+        f"resumable-sse demo ({store} store): open http://{host}:{args.port}/ in a browser\n"
+        f"AI SDK frontends: DefaultChatTransport({{ api: "
+        f'"http://{host}:{args.port}/api/chat" }}) with resume: true',
         file=sys.stderr,
         flush=True,
     )

@@ -1,18 +1,24 @@
 """The demo: a simulated LLM behind a small Starlette app and a page that streams it.
 
 Run it with ``python -m resumable_sse demo`` (see ``_cli.py``). The app is plain
-Starlette, so the library needs no FastAPI. Routes:
+Starlette, so the library needs no FastAPI. Routes of the demo page:
 
-- ``POST /api/chat`` with ``{"prompt": ...}`` starts an answer in the background. With
-  ``Accept: text/event-stream`` (the browser client, ``resumable-sse.js``) the answer
-  streams back in the same response, whose ``Content-Location`` names the stream's GET
-  url; otherwise the answer is 201 with JSON ``{"session_id", "stream_url",
-  "cancel_url"}`` and a ``Location`` header.
-- ``GET /api/chat/{id}/stream`` only ever *resumes* that session, from the
-  ``Last-Event-ID`` header or the ``last_event_id`` query parameter. The LLM is therefore
-  called once per chat however often the page reloads or reconnects.
-- ``POST /api/chat/{id}/cancel`` stops it; ``GET /api/chat/{id}`` tells its status.
+- ``POST /api/sessions`` with ``{"prompt": ...}`` starts an answer in the background.
+  With ``Accept: text/event-stream`` (the browser client, ``resumable-sse.js``) the
+  answer streams back in the same response, whose ``Content-Location`` names the
+  stream's GET url; otherwise the answer is 201 with JSON ``{"session_id",
+  "stream_url", "cancel_url"}`` and a ``Location`` header.
+- ``GET /api/sessions/{id}/stream`` only ever *resumes* that session, from the
+  ``Last-Event-ID`` header or the ``last_event_id`` query parameter. The LLM is
+  therefore called once per chat however often the page reloads or reconnects.
+- ``POST /api/sessions/{id}/cancel`` stops it; ``GET /api/sessions/{id}`` tells its
+  status.
 - ``/resumable-sse/resumable-sse.js`` is the browser client (:func:`client_mount`).
+
+Routes for a Vercel AI SDK frontend (``DefaultChatTransport`` pointed at ``/api/chat``
+with ``resume: true``), over the same simulated LLM (:mod:`resumable_sse.aisdk`):
+``POST /api/chat``, ``GET /api/chat/{chat id}/stream`` and ``POST /api/chat/{chat
+id}/stop``. The prompt is the text of the last message.
 
 The answer is deterministic for a given prompt (:func:`simulated_answer`), so tests can
 compare the text a client assembled with the exact expected text.
@@ -25,9 +31,10 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -42,12 +49,15 @@ from ._exceptions import ResumableSSEError
 from ._http import error_response, sse_response
 from ._ids import new_session_id
 from ._streamer import Streamer
+from .aisdk import ChatRequest, ChatStreams
 
 __all__ = [
     "DEFAULT_DELAY",
     "MAX_PROMPT_LENGTH",
     "SimulatedLLM",
+    "ai_sdk_answer",
     "create_app",
+    "prompt_of",
     "simulated_answer",
     "tokenize",
 ]
@@ -156,6 +166,28 @@ class SimulatedLLM:
             self.finalized[session_id] += 1
 
 
+def prompt_of(messages: list[Any]) -> str:
+    """The text of the last message of an AI SDK chat request (its ``text`` parts)."""
+    last = messages[-1] if messages else None
+    parts = last.get("parts") if isinstance(last, dict) else None
+    texts = [
+        p["text"]
+        for p in parts or ()
+        if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+    ]
+    return "".join(texts)
+
+
+def ai_sdk_answer(llm: SimulatedLLM) -> Callable[[ChatRequest], AsyncIterator[str]]:
+    """The demo's model call for AI SDK requests: the simulated answer to the last message."""
+
+    def respond(chat: ChatRequest) -> AsyncIterator[str]:
+        prompt = prompt_of(chat.messages).strip() or "(an empty message)"
+        return llm.answer(chat.session_id, prompt[:MAX_PROMPT_LENGTH])
+
+    return respond
+
+
 def _bad_request(code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, 400)
 
@@ -244,10 +276,11 @@ def create_app(streamer: Streamer | None = None, *, delay: float = DEFAULT_DELAY
     app = Starlette(
         routes=[
             Route("/", index),
-            Route("/api/chat", chat, methods=["POST"]),
-            Route("/api/chat/{session_id}", status, name="status"),
-            Route("/api/chat/{session_id}/stream", stream, name="stream"),
-            Route("/api/chat/{session_id}/cancel", cancel, methods=["POST"], name="cancel"),
+            Route("/api/sessions", chat, methods=["POST"]),
+            Route("/api/sessions/{session_id}", status, name="status"),
+            Route("/api/sessions/{session_id}/stream", stream, name="stream"),
+            Route("/api/sessions/{session_id}/cancel", cancel, methods=["POST"], name="cancel"),
+            *ChatStreams(streamer, ai_sdk_answer(llm)).routes("/api/chat"),
             Mount("/static", StaticFiles(packages=[("resumable_sse", "_static")]), name="static"),
             client_mount("/resumable-sse"),
         ],

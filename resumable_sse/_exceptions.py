@@ -15,6 +15,7 @@ so ``except ResumableSSEError`` catches all of them::
     ├── LimitExceededError                      HTTP 413: a per-stream limit was reached
     │   └── StoreFullError                      HTTP 503: the store holds its maximum of streams
     ├── TooManyConsumersError                   HTTP 429: consumer limit of a session or streamer
+    ├── ConversationBusyError                   HTTP 409: the conversation has a running stream
     ├── StoreUnavailableError                   HTTP 503: the backing store cannot be reached
     ├── LeaseLostError                          a producer lost its claim on the stream
     ├── StreamerClosedError                     the streamer was closed
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDeniedError",
+    "ConversationBusyError",
     "EventIdAheadError",
     "HistoryTrimmedError",
     "InvalidEventIdError",
@@ -127,6 +129,20 @@ class TooManyConsumersError(ResumableSSEError):
 
     code = "too_many_consumers"
     status = 429
+
+
+class ConversationBusyError(ResumableSSEError):
+    """A conversation already has a running stream and the start may not supersede it.
+
+    ``session_id`` names that running stream.
+    """
+
+    code = "conversation_busy"
+    status = 409
+
+    def __init__(self, message: str, *, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
 
 
 class StoreUnavailableError(ResumableSSEError):

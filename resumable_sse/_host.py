@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import anyio
@@ -60,15 +61,27 @@ class ProducerHost:
         if self._tg is None:
             raise StreamerClosedError("the streamer is closed")
 
-    def run(self, session_id: str, producer: Producer) -> None:
-        """Run ``producer`` in the background; call :meth:`ready` first."""
+    def run(
+        self,
+        session_id: str,
+        producer: Producer,
+        runner: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run ``producer`` in the background; call :meth:`ready` first.
+
+        ``runner``, if given, is awaited instead of ``producer.run`` (it wraps it).
+        """
         assert self._tg is not None, "ProducerHost.run() before ready()"
         self._producers[session_id] = producer
-        self._tg.start_soon(self._run, session_id, producer, name=f"producer {session_id}")
+        self._tg.start_soon(
+            self._run, session_id, producer, runner or producer.run, name=f"producer {session_id}"
+        )
 
-    async def _run(self, session_id: str, producer: Producer) -> None:
+    async def _run(
+        self, session_id: str, producer: Producer, runner: Callable[[], Awaitable[None]]
+    ) -> None:
         try:
-            await producer.run()
+            await runner()
         finally:
             if self._producers.get(session_id) is producer:
                 del self._producers[session_id]

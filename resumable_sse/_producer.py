@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import anyio
 from typing_extensions import final
 
+from ._backoff import backoff_delay
 from ._commit_queue import CommitQueue
 from ._events import TerminalEvents, encode_item
 from ._exceptions import (
@@ -41,6 +42,15 @@ __all__ = ["Producer", "Settings"]
 logger = logging.getLogger("resumable_sse")
 
 _DEFAULT_ERROR_MESSAGE = "The stream failed before it was complete."
+
+# Store retries back off from 50 ms to 2 s (with jitter, so producers cut off by one
+# outage do not all retry at the same instant).
+_STORE_RETRY_BASE = 0.05
+_STORE_RETRY_CAP = 2.0
+
+
+def _store_retry_delay(failures: int) -> float:
+    return backoff_delay(failures, base=_STORE_RETRY_BASE, cap=_STORE_RETRY_CAP)
 
 
 def _default_error_message(exc: BaseException) -> str:
@@ -266,7 +276,7 @@ class Producer:
         fact landed is recognised by the store and not applied twice.
         """
         deadline = anyio.current_time() + self._settings.store_retry_deadline
-        delay = 0.05
+        failures = 0
         while True:
             try:
                 await write(*args)
@@ -276,19 +286,19 @@ class Producer:
                 if remaining <= 0:
                     raise
                 logger.warning("stream %r: store unavailable, retrying", self._session_id)
-                await anyio.sleep(min(delay, remaining))
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await anyio.sleep(min(_store_retry_delay(failures), remaining))
 
     # -- watching ----------------------------------------------------------------------
 
     async def _watch_cancel(self) -> None:
-        delay = 0.05
+        failures = 0
         while True:
             try:
                 await self._store.wait_cancel(self._session_id, self._claim)
             except StoreUnavailableError:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await anyio.sleep(_store_retry_delay(failures))
                 continue
             self.stop("cancelled")
             return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -12,16 +15,19 @@ from typing_extensions import Self, final
 
 from ._access import AccessRequest, Action, Authorize, check_access, owner_only
 from ._consumer import ConsumerSlots, Subscription
+from ._conversations import ActiveStream, activate, run_mapped
 from ._events import TerminalEvents, check_event_name
-from ._exceptions import SessionNotFoundError
+from ._exceptions import SessionNotFoundError, StoreUnavailableError
 from ._host import ProducerHost
-from ._ids import EventId, parse_last_event_id, validate_session_id
+from ._ids import EventId, new_session_id, parse_last_event_id, validate_session_id
 from ._producer import Producer, Settings
 from ._sources import Source, close_unused
-from .stores._contract import StreamInfo, StreamState, StreamStore
+from .stores._contract import Claim, StreamInfo, StreamState, StreamStore
 from .stores._memory import MemoryStore
 
 __all__ = ["StreamStatus", "Streamer"]
+
+logger = logging.getLogger("resumable_sse")
 
 
 @final
@@ -190,6 +196,18 @@ class Streamer:
             StoreUnavailableError: the store cannot be reached.
             StreamerClosedError: the streamer is closed.
         """
+        claim = await self._claim(session_id, generator, principal)
+        if claim is None:
+            return False
+        self._host.run(
+            session_id, Producer(self.store, session_id, claim, generator, self._settings)
+        )
+        return True
+
+    async def _claim(
+        self, session_id: str, generator: Source, principal: str | None
+    ) -> Claim | None:
+        """Validate and claim the stream; close ``generator`` unless a claim is returned."""
         try:
             validate_session_id(session_id)
             await self._host.ready()
@@ -201,11 +219,91 @@ class Streamer:
             raise
         if claim is None:
             await close_unused(generator)
-            return False
+        return claim
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def start_active(
+        self,
+        conversation_id: str,
+        generator: Source,
+        *,
+        session_id: str | None = None,
+        supersede: bool = True,
+        principal: str | None = None,
+    ) -> ActiveStream:
+        """Start a stream as the conversation's one active stream, atomically.
+
+        The stream is claimed, then mapped to the conversation in the store (see
+        :meth:`StreamStore.set_active`), then run; the mapping is cleared when it ends.
+        :meth:`active` finds it from any worker sharing the store.
+
+        Args:
+            conversation_id: The conversation (a chat's id), validated like a session id.
+            generator: The content, used only if this call starts the stream.
+            session_id: The stream's id; a new random one by default. Passing the same
+                id for a repeated request makes the repeat join the first one's stream
+                (the generator runs once).
+            supersede: If another stream of the conversation runs, cancel it and make
+                this one active (the default); if false, refuse.
+            principal: Who is starting it, for the authorize policy.
+
+        Returns:
+            The active stream: this call's, or the running one it joined.
+
+        Raises:
+            ConversationBusyError: another stream runs and ``supersede`` is false.
+            InvalidSessionIdError, AccessDeniedError, StoreFullError,
+            StoreUnavailableError, StreamerClosedError: as for :meth:`start`.
+        """
+        validate_session_id(conversation_id)
+        session_id = session_id if session_id is not None else new_session_id()
+        claim = await self._claim(session_id, generator, principal)
+        if claim is None:
+            return ActiveStream(session_id, started=False)
+        try:
+            superseded = await activate(
+                self.store, conversation_id, session_id, supersede=supersede
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailableError):
+                await close_unused(generator)
+                await self.store.delete(session_id)  # claimed, never run
+            raise
+        producer = Producer(self.store, session_id, claim, generator, self._settings)
         self._host.run(
-            session_id, Producer(self.store, session_id, claim, generator, self._settings)
+            session_id,
+            producer,
+            functools.partial(run_mapped, self.store, conversation_id, session_id, producer.run),
         )
-        return True
+        if superseded is not None:
+            try:
+                await self.store.request_cancel(superseded)
+            except StoreUnavailableError as exc:  # ours runs; the old one may finish
+                logger.warning("could not cancel superseded stream %r: %s", superseded, exc)
+        return ActiveStream(session_id, started=True, superseded=superseded)
+
+    async def active(self, conversation_id: str, *, principal: str | None = None) -> str | None:
+        """The session id of the conversation's running stream, or ``None``.
+
+        A stream that has finished (or expired) is not active, even before its
+        mapping is cleared.
+
+        Raises:
+            InvalidSessionIdError: the conversation id is not allowed.
+            AccessDeniedError: the authorize policy refused reading that stream.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        validate_session_id(conversation_id)
+        session_id = await self.store.get_active(conversation_id)
+        if session_id is None:
+            return None
+        info = await self._authorized("read", session_id, principal)
+        if info is None:
+            info = await self.store.info(session_id)
+        if info is None or info.state.finished:
+            return None
+        return session_id
 
     # -- consuming ----------------------------------------------------------------------
 

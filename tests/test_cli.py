@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def test_demo_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
             assert page.headers["content-type"].startswith("text/html")
             assert 'id="answer"' in page.text
 
-            chat = client.post("/api/chat", json={"prompt": "hello"})
+            chat = client.post("/api/sessions", json={"prompt": "hello"})
             assert chat.status_code == 201
             url = chat.json()["stream_url"]
             with connect_sse(client, "GET", url) as source:
@@ -98,6 +99,17 @@ def test_demo_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
                 "hello"
             )
             assert events[-1].event == "end"
+
+            # The same model behind the Vercel AI SDK's protocol.
+            message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}
+            body = {"id": "chat-1", "messages": [message], "trigger": "submit-message"}
+            with connect_sse(client, "POST", "/api/chat", json=body) as source:
+                assert source.response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+                datas = [e.data for e in source.iter_sse()]
+            chunks = [json.loads(d) for d in datas[:-1]]
+            deltas = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+            assert deltas == simulated_answer("hello")
+            assert datas[-2:] == ['{"type":"finish"}', "[DONE]"]
 
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=30)

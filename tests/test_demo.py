@@ -41,13 +41,13 @@ async def running_demo(delay: float) -> AsyncIterator[Demo]:
 
 
 async def start_chat(client: httpx.AsyncClient, prompt: str = PROMPT) -> str:
-    response = await client.post("/api/chat", json={"prompt": prompt})
+    response = await client.post("/api/sessions", json={"prompt": prompt})
     assert response.status_code == 201
     session_id = response.json()["session_id"]
     assert isinstance(session_id, str)
-    assert response.json()["stream_url"] == f"/api/chat/{session_id}/stream"
-    assert response.json()["cancel_url"] == f"/api/chat/{session_id}/cancel"
-    assert response.headers["location"] == f"/api/chat/{session_id}/stream"
+    assert response.json()["stream_url"] == f"/api/sessions/{session_id}/stream"
+    assert response.json()["cancel_url"] == f"/api/sessions/{session_id}/cancel"
+    assert response.headers["location"] == f"/api/sessions/{session_id}/stream"
     return session_id
 
 
@@ -61,7 +61,7 @@ async def read_events(
 ) -> list[ServerSentEvent]:
     """Read events up to the terminal one, or only ``limit`` events then disconnect."""
     events: list[ServerSentEvent] = []
-    url = f"/api/chat/{session_id}/stream"
+    url = f"/api/sessions/{session_id}/stream"
     async with aconnect_sse(client, "GET", url, headers=headers or {}, params=params) as source:
         assert source.response.status_code == 200
         async for event in source.aiter_sse():
@@ -112,6 +112,13 @@ async def test_page_and_its_scripts_are_served() -> None:
         assert "javascript" in client.headers["content-type"]
         assert "export function postStream(" in client.text
         assert "Last-Event-ID" in client.text
+        # The modules it imports by relative url are served beside it.
+        for module in ("sse-parser.js", "backoff.js", "storage.js"):
+            assert f'from "./{module}"' in client.text
+            served = await demo.client.get(f"/resumable-sse/{module}")
+            assert served.status_code == 200
+            assert "javascript" in served.headers["content-type"]
+            assert "export " in served.text
 
 
 async def test_whole_answer_streams_exactly_and_ends() -> None:
@@ -130,18 +137,18 @@ async def test_whole_answer_streams_exactly_and_ends() -> None:
         assert demo.llm.started[session_id] == 1
         assert demo.llm.finalized[session_id] == 1
 
-        status = (await demo.client.get(f"/api/chat/{session_id}")).json()
+        status = (await demo.client.get(f"/api/sessions/{session_id}")).json()
         assert status["state"] == "done"
         assert status["events"] == len(events)
         assert status["last_event_id"] == events[-1].id
 
 
 async def test_post_asking_for_sse_streams_the_answer_at_once() -> None:
-    """``POST /api/chat`` with ``Accept: text/event-stream`` streams the answer in its response."""
+    """``POST /api/sessions`` with ``Accept: text/event-stream`` streams the answer back."""
     async with running_demo(delay=0.001) as demo:
         events: list[ServerSentEvent] = []
         async with aconnect_sse(
-            demo.client, "POST", "/api/chat", headers={}, json={"prompt": PROMPT}
+            demo.client, "POST", "/api/sessions", headers={}, json={"prompt": PROMPT}
         ) as source:
             assert source.response.status_code == 200
             location = source.response.headers["content-location"]
@@ -150,7 +157,7 @@ async def test_post_asking_for_sse_streams_the_answer_at_once() -> None:
         assert text_of(events) == ANSWER
         assert events[-1].event == "end"
         [session_id] = demo.llm.started
-        assert location == f"/api/chat/{session_id}/stream"
+        assert location == f"/api/sessions/{session_id}/stream"
         late = await read_events(demo.client, session_id)
         assert text_of(late) == ANSWER
 
@@ -178,12 +185,12 @@ async def test_stop_cancels_the_answer_and_closes_the_generator() -> None:
     """Stop mid-answer ends the stream with ``cancelled`` after the generator was closed."""
     async with running_demo(delay=30) as demo:  # the next token waits: Stop comes first
         session_id = await start_chat(demo.client)
-        url = f"/api/chat/{session_id}/stream"
+        url = f"/api/sessions/{session_id}/stream"
         async with aconnect_sse(demo.client, "GET", url) as source:
             events = source.aiter_sse()
             first = await anext(events)
             assert first.event == "message"
-            response = await demo.client.post(f"/api/chat/{session_id}/cancel")
+            response = await demo.client.post(f"/api/sessions/{session_id}/cancel")
             assert response.status_code == 200
             assert response.json() == {"session_id": session_id, "cancelled": True}
             rest = [event async for event in events]
@@ -195,9 +202,9 @@ async def test_stop_cancels_the_answer_and_closes_the_generator() -> None:
         assert demo.llm.started[session_id] == 1
         assert demo.llm.finalized[session_id] == 1
 
-        again = await demo.client.post(f"/api/chat/{session_id}/cancel")
+        again = await demo.client.post(f"/api/sessions/{session_id}/cancel")
         assert again.json() == {"session_id": session_id, "cancelled": False}
-        status = (await demo.client.get(f"/api/chat/{session_id}")).json()
+        status = (await demo.client.get(f"/api/sessions/{session_id}")).json()
         assert status["state"] == "cancelled"
 
 
@@ -205,9 +212,9 @@ async def test_unknown_session_is_404_json() -> None:
     """Streaming, stopping or asking about an unknown session answers 404 with JSON."""
     async with running_demo(delay=0) as demo:
         for method, path in [
-            ("GET", "/api/chat/no-such-session/stream"),
-            ("POST", "/api/chat/no-such-session/cancel"),
-            ("GET", "/api/chat/no-such-session"),
+            ("GET", "/api/sessions/no-such-session/stream"),
+            ("POST", "/api/sessions/no-such-session/cancel"),
+            ("GET", "/api/sessions/no-such-session"),
         ]:
             response = await demo.client.request(method, path)
             assert response.status_code == 404, path
@@ -218,14 +225,14 @@ async def test_bad_last_event_id_is_400_json() -> None:
     """A malformed or foreign resume position is refused with 400, by header or query."""
     async with running_demo(delay=0.001) as demo:
         session_id = await start_chat(demo.client)
-        url = f"/api/chat/{session_id}/stream"
+        url = f"/api/sessions/{session_id}/stream"
         malformed = await demo.client.get(url, headers={"Last-Event-ID": "not-an-id"})
         assert malformed.status_code == 400
         assert malformed.json()["error"] == "invalid_event_id"
         foreign = await demo.client.get(url, params={"last_event_id": "0000000000-1"})
         assert foreign.status_code == 400
         assert foreign.json()["error"] == "stale_event_id"
-        invalid_session = await demo.client.get("/api/chat/bad%20id/stream")
+        invalid_session = await demo.client.get("/api/sessions/bad%20id/stream")
         assert invalid_session.status_code == 400
         assert invalid_session.json()["error"] == "invalid_session_id"
 
@@ -244,7 +251,7 @@ async def test_bad_chat_request_is_400_json(body: bytes) -> None:
     """A chat without a usable prompt is refused with 400 and starts nothing."""
     async with running_demo(delay=0) as demo:
         response = await demo.client.post(
-            "/api/chat", content=body, headers={"Content-Type": "application/json"}
+            "/api/sessions", content=body, headers={"Content-Type": "application/json"}
         )
         assert response.status_code == 400
         assert response.json()["error"] in {"invalid_json", "invalid_prompt"}

@@ -1,7 +1,7 @@
 // @ts-check
 // The demo page's UI, on the library's browser client (../resumable-sse/resumable-sse.js).
 //
-// Sending POSTs the question to api/chat, which streams the answer back at once. The
+// Sending POSTs the question to api/sessions, which streams the answer back at once. The
 // client keeps the last event id and the text received so far in sessionStorage; the
 // page itself only remembers which chat it shows ({prompt, streamUrl}), so after a
 // reload it attaches to that stream and the client resumes where it stopped.
@@ -145,7 +145,7 @@ function send(question) {
   countEvents(0);
   setState("streaming");
   setStatus("Sending…");
-  stream = postStream("api/chat", { prompt: question }, callbacks);
+  stream = postStream("api/sessions", { prompt: question }, callbacks);
 }
 
 /** @param {{prompt: string, streamUrl: string}} chat */

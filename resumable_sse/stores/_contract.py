@@ -261,5 +261,59 @@ class StreamStore(AsyncResource):
             Whether a stream existed.
         """
 
+    # -- conversations: one active stream each ---------------------------------------
+    #
+    # A conversation (a chat) has at most one *active* stream at a time. The store keeps
+    # the mapping conversation id -> session id; the streamer decides what "active"
+    # means (it checks the named stream's state) and clears the mapping when the stream
+    # ends. Conversation ids are validated like session ids. A store that does not
+    # override these methods cannot serve conversations: they raise NotImplementedError.
+
+    async def set_active(
+        self, conversation_id: str, session_id: str, *, replace: bool
+    ) -> str | None:
+        """Make ``session_id`` the conversation's active stream, in one atomic step.
+
+        Concurrent calls for one conversation are applied one after the other, each
+        seeing the mapping as the call before it left it (on every worker sharing the
+        store), so of two calls naming different sessions with ``replace=False``
+        exactly one gets ``None``.
+
+        * No mapping: it is set to ``session_id``; returns ``None``.
+        * Mapped to ``session_id`` already: unchanged, its expiry renewed; returns
+          ``session_id``.
+        * Mapped to another session: replaced by ``session_id`` if ``replace`` (the
+          caller should then cancel the returned, superseded stream), else unchanged;
+          returns that other session id either way.
+
+        The mapping does not follow the stream's state: it lasts until
+        :meth:`clear_active` or a replacement, and it expires with the store's
+        retention (a store with leases drops it ``lease + retention`` after the last
+        call naming it, which the streamer repeats every ``renew_interval`` while the
+        stream runs; the memory store drops it with the stream it names).
+
+        Raises:
+            StoreUnavailableError: the backend cannot be reached; nothing changed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support conversations")
+
+    async def get_active(self, conversation_id: str) -> str | None:
+        """Return the session id the conversation is mapped to, or ``None``.
+
+        The named stream may have finished or expired since; callers check it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support conversations")
+
+    async def clear_active(self, conversation_id: str, session_id: str) -> bool:
+        """Remove the conversation's mapping if, and only if, it names ``session_id``.
+
+        Atomic compare-and-delete: a stream that was superseded never clears its
+        successor's mapping.
+
+        Returns:
+            Whether the mapping named ``session_id`` and was removed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support conversations")
+
     async def aclose(self) -> None:
         """Release the store's resources. The default does nothing."""

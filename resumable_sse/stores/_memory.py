@@ -11,6 +11,11 @@ way holds each event's frame beside the event itself.
 Finished streams are remembered in a queue ordered by finish time. Expired streams are
 dropped from its front whenever a stream is claimed or looked up, so memory stays
 bounded by the streams finished within the retention time (and by ``max_streams``).
+
+A conversation's active-stream mapping is dropped with the stream it names (when that
+stream expires or is deleted), so mappings are bounded the same way; one that names a
+stream never claimed lasts until :meth:`~MemoryStore.clear_active`, which the streamer
+calls when a start fails.
 """
 
 from __future__ import annotations
@@ -125,6 +130,8 @@ class MemoryStore(StreamStore):
         self._streams: dict[str, _Stream] = {}
         self._finished: deque[tuple[float, str, _Stream]] = deque()
         self._tokens = itertools.count(1)
+        self._active: dict[str, str] = {}
+        self._active_of: dict[str, set[str]] = {}  # session id -> conversations naming it
 
     def __len__(self) -> int:
         """The number of streams held, running or retained."""
@@ -142,6 +149,12 @@ class MemoryStore(StreamStore):
         if self._streams.get(session_id) is stream:
             del self._streams[session_id]
             stream.wake()
+            self._forget_active(session_id)
+
+    def _forget_active(self, session_id: str) -> None:
+        for conversation_id in self._active_of.pop(session_id, ()):
+            if self._active.get(conversation_id) == session_id:
+                del self._active[conversation_id]
 
     def _get(self, session_id: str) -> _Stream | None:
         stream = self._streams.get(session_id)
@@ -264,4 +277,37 @@ class MemoryStore(StreamStore):
         stream = self._streams.pop(session_id)
         stream.cancel.set()
         stream.wake()
+        self._forget_active(session_id)
         return True
+
+    # -- conversations -------------------------------------------------------------------
+
+    async def set_active(
+        self, conversation_id: str, session_id: str, *, replace: bool
+    ) -> str | None:
+        self._expire()
+        current = self._active.get(conversation_id)
+        if current is None or replace:
+            if current is not None:
+                self._unlink(conversation_id, current)
+            self._active[conversation_id] = session_id
+            self._active_of.setdefault(session_id, set()).add(conversation_id)
+        return current
+
+    async def get_active(self, conversation_id: str) -> str | None:
+        self._expire()
+        return self._active.get(conversation_id)
+
+    async def clear_active(self, conversation_id: str, session_id: str) -> bool:
+        if self._active.get(conversation_id) != session_id:
+            return False
+        del self._active[conversation_id]
+        self._unlink(conversation_id, session_id)
+        return True
+
+    def _unlink(self, conversation_id: str, session_id: str) -> None:
+        conversations = self._active_of.get(session_id)
+        if conversations is not None:
+            conversations.discard(conversation_id)
+            if not conversations:
+                del self._active_of[session_id]

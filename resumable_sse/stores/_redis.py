@@ -40,6 +40,12 @@ batch cheap), so a stream whose producer died and which nobody reads still disap
 finishing (or reaping) sets ``retention`` on every key. Deleting leaves two tombstones
 of one second that wake blocked readers and the producer's cancel wait.
 
+Conversations. ``{<prefix>|<conversation id>}:active`` holds the session id of the
+conversation's active stream (a string, in the conversation's own slot). Setting it and
+clearing it are scripts (set-if-absent-or-same-or-replace, compare-and-delete); it
+expires ``lease + retention`` after the last ``set_active`` naming that session, which
+the streamer repeats every ``lease / 3`` while the stream runs.
+
 Cancel. ``request_cancel`` sets the hash's flag and pushes to the control list; the
 producer's ``wait_cancel`` blocks on it with ``BLPOP``, so it wakes at once, anywhere.
 
@@ -196,6 +202,9 @@ class RedisStore(StreamStore):
         self._cancel_check = register(scripts.CANCEL_CHECK)
         self._renew = register(scripts.RENEW)
         self._delete = register(scripts.DELETE)
+        self._set_active = register(scripts.SET_ACTIVE)
+        self._clear_active = register(scripts.CLEAR_ACTIVE)
+        self._active_ttl_ms = lease_ms + retention_ms
 
     def keys(self, session_id: str) -> RedisKeys:
         """The session's keys: meta hash, log stream, control list.
@@ -312,6 +321,37 @@ class RedisStore(StreamStore):
 
     async def delete(self, session_id: str) -> bool:
         return bool(int(await self._run(self._delete, session_id)))
+
+    # -- conversations -------------------------------------------------------------------
+
+    def active_key(self, conversation_id: str) -> str:
+        """The key holding the conversation's active session id.
+
+        Its hash tag follows :meth:`keys`, with a suffix no session key uses.
+        """
+        return f"{{{self.prefix}|{conversation_id}}}:active"
+
+    async def _run_active(self, script: Any, conversation_id: str, *args: str | int) -> Any:
+        await self._ensure_ready()
+        with _translated():
+            return await script(keys=[self.active_key(conversation_id)], args=list(args))
+
+    async def set_active(
+        self, conversation_id: str, session_id: str, *, replace: bool
+    ) -> str | None:
+        previous = await self._run_active(
+            self._set_active, conversation_id, session_id, int(replace), self._active_ttl_ms
+        )
+        return None if previous is None else _text(previous)
+
+    async def get_active(self, conversation_id: str) -> str | None:
+        await self._ensure_ready()
+        with _translated():
+            current = await self._client.get(self.active_key(conversation_id))
+        return None if current is None else _text(current)
+
+    async def clear_active(self, conversation_id: str, session_id: str) -> bool:
+        return bool(int(await self._run_active(self._clear_active, conversation_id, session_id)))
 
     async def aclose(self) -> None:
         """Close the client if the store created it from ``url``."""

@@ -22,7 +22,18 @@ are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis with lupa), h
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CANCEL_CHECK", "CLAIM", "DELETE", "FINISH", "READ", "RENEW", "REQUEST_CANCEL"]
+__all__ = [
+    "APPEND",
+    "CANCEL_CHECK",
+    "CLAIM",
+    "CLEAR_ACTIVE",
+    "DELETE",
+    "FINISH",
+    "READ",
+    "RENEW",
+    "REQUEST_CANCEL",
+    "SET_ACTIVE",
+]
 
 _PRELUDE = """
 local META, LOG, CTL = KEYS[1], KEYS[2], KEYS[3]
@@ -211,3 +222,28 @@ redis.call('PEXPIRE', CTL, 1000)
 return 1
 """
 )
+
+# -- conversations: one active stream each ----------------------------------------------
+#
+# These scripts touch one key, ``{<prefix>|<conversation id>}:active`` (a string holding
+# the active session id), and take none of the common arguments above.
+
+#: KEYS[1] the conversation's key. ARGV[1] session id, [2] '1' to replace another
+#: session, [3] expiry (ms). Returns the session id mapped before the call, or nil.
+SET_ACTIVE = """
+local current = redis.call('GET', KEYS[1])
+if not current or current == ARGV[1] or ARGV[2] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[3]))
+end
+return current
+"""
+
+#: KEYS[1] the conversation's key. ARGV[1] session id. Returns 1 if the mapping named it
+#: and was removed, else 0.
+CLEAR_ACTIVE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
