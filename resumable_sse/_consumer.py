@@ -138,7 +138,11 @@ class Subscription(AsyncResource):
         # A short first page: the first event goes out as soon as possible, whatever the
         # position; later pages are full-sized.
         first_limit = min(self._page_size, _FIRST_PAGE)
-        page = await self._store.read(self._session_id, after, limit=first_limit, wait=False)
+        # A resume names its stream: one that just ended is read to its end (see read()).
+        incarnation = None if position is None else position.incarnation
+        page = await self._store.read(
+            self._session_id, after, limit=first_limit, wait=False, incarnation=incarnation
+        )
         if page is None:
             raise SessionNotFoundError(f"no stream for session {self._session_id!r}")
         info = page.info
@@ -264,7 +268,11 @@ class Subscription(AsyncResource):
     async def _frames_after(self, incarnation: str, *, wait: bool) -> FramePage:
         """The frames after the last one sent (waiting for them if ``wait``), checked."""
         page = await self._store.read_frames(
-            self._session_id, self._after, limit=self._page_size, wait=wait
+            self._session_id,
+            self._after,
+            limit=self._page_size,
+            wait=wait,
+            incarnation=incarnation,
         )
         if page is None or page.incarnation != incarnation:
             raise SessionNotFoundError(
@@ -286,7 +294,11 @@ class Subscription(AsyncResource):
         if info.state.finished and self._after >= info.last_seq:
             raise StopAsyncIteration
         page = await self._store.read(
-            self._session_id, self._after, limit=self._page_size, wait=True
+            self._session_id,
+            self._after,
+            limit=self._page_size,
+            wait=True,
+            incarnation=info.incarnation,
         )
         if page is None or page.info.incarnation != info.incarnation:
             raise SessionNotFoundError(

@@ -34,7 +34,7 @@ from ._exceptions import (
     ResumableSSEError,
     StoreUnavailableError,
 )
-from ._sources import Source, close_iterator, open_source
+from ._sources import Source, close_iterator, close_unused, open_source
 from .stores._contract import Claim, Entry, StreamState, StreamStore
 
 __all__ = ["Producer", "Settings"]
@@ -71,6 +71,8 @@ class Settings:
     store_retry_deadline: float = 30.0
     close_timeout: float = 5.0
     error_message: Callable[[BaseException], str] = _default_error_message
+    #: The worker threads sync generators step in (``None``: anyio's default limiter).
+    sync_threads: anyio.CapacityLimiter | None = None
 
 
 _new = tuple.__new__
@@ -132,6 +134,19 @@ class Producer:
             self._stop_reason = reason
         self._scope.cancel()
 
+    async def abandon(self, reason: str) -> None:
+        """End the stream without running it: close the generator unused, store ``cancelled``.
+
+        For a stream claimed but never run (the streamer closed meanwhile). Never raises.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                await close_unused(self._source)
+            except Exception:
+                logger.exception("closing the generator of stream %r raised", self._session_id)
+        data = json.dumps({"reason": reason}, separators=(",", ":"))
+        await self._finish(StreamState.CANCELLED, Entry(self._settings.terminal.cancelled, data))
+
     def _fail(self, error: ResumableSSEError) -> None:
         if self._failure is None:
             self._failure = error
@@ -170,7 +185,7 @@ class Producer:
         iterator: AsyncIterator[object] | None = None
         try:
             with self._scope:
-                iterator = await open_source(self._source)
+                iterator = await open_source(self._source, threads=settings.sync_threads)
                 await self._pump(iterator)
         except anyio.get_cancelled_exc_class() as exc:
             if _cancelled_from_outside():
