@@ -19,6 +19,7 @@ from benchmarks import (
     scenarios_http,
     scenarios_http_load,
     scenarios_redis,
+    scenarios_telemetry,
     scenarios_vercel,
 )
 from benchmarks._report import Report
@@ -56,6 +57,9 @@ async def main_async(quick: bool, only: set[str]) -> Report:
         if wanted("core"):
             await scenarios_core.memory(report, 500 if quick else 10_000, 20)
             await scenarios_aisdk.chunks(report, n)
+            await scenarios_telemetry.overhead(
+                report, n * 5, 200 if quick else 1_000, 5 if quick else 9
+            )
             scenarios_browser.parser_chunking(
                 report, 1 << (16 if quick else 20), 2_000 if quick else 20_000
             )

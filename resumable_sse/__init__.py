@@ -33,6 +33,7 @@ from ._exceptions import (
 )
 from ._http import error_response, last_event_id, sse_response
 from ._ids import new_session_id
+from ._live import LiveStream
 from ._sources import Source
 from ._streamer import Streamer, StreamStatus
 from ._version import __version__
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidSessionIdError",
     "LeaseLostError",
     "LimitExceededError",
+    "LiveStream",
     "MemoryStore",
     "Page",
     "Principal",

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ._demo import DEFAULT_DELAY, create_app
+from ._demo_status import DemoFigures
 from .factory import get_streamer
 
 __all__ = ["main"]
@@ -90,22 +91,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print(_NO_UVICORN, file=sys.stderr)
         return 2
+    figures = DemoFigures()  # the status page reads the streamer's metrics
     if args.redis_url:
         try:
-            streamer = get_streamer(backend="redis", redis_url=args.redis_url)
+            streamer = get_streamer(
+                backend="redis", redis_url=args.redis_url, meter_provider=figures.provider
+            )
         except ImportError:
             print(_NO_REDIS, file=sys.stderr)
             return 2
         store = "Redis"
     else:
-        streamer = get_streamer()
+        streamer = get_streamer(meter_provider=figures.provider)
         store = "memory"
-    app = create_app(streamer, delay=args.delay)
+    app = create_app(streamer, delay=args.delay, figures=figures)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"resumable-sse demo ({store} store): open http://{host}:{args.port}/ in a browser\n"
         f"AI SDK frontends: DefaultChatTransport({{ api: "
-        f'"http://{host}:{args.port}/api/chat" }}) with resume: true',
+        f'"http://{host}:{args.port}/api/chat" }}) with resume: true\n'
+        f"Live figures: http://{host}:{args.port}/status",
         file=sys.stderr,
         flush=True,
     )

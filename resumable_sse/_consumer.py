@@ -17,6 +17,7 @@ from ._exceptions import (
 from ._frames import encode_frames, join_frames
 from ._ids import EventId
 from ._resource import AsyncResource
+from ._telemetry import NO_HOOKS, Hooks
 from .stores._contract import FramePage, StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
@@ -31,11 +32,12 @@ _CHUNK_BYTES = 256 * 1024
 class ConsumerSlots:
     """Counts open subscriptions, per session and in all, against their limits."""
 
-    __slots__ = ("_counts", "_total", "per_session", "total")
+    __slots__ = ("_counts", "_hooks", "_total", "per_session", "total")
 
-    def __init__(self, *, per_session: int, total: int) -> None:
+    def __init__(self, *, per_session: int, total: int, hooks: Hooks = NO_HOOKS) -> None:
         self.per_session = per_session
         self.total = total
+        self._hooks = hooks
         self._counts: dict[str, int] = {}
         self._total = 0
 
@@ -54,6 +56,7 @@ class ConsumerSlots:
             raise TooManyConsumersError(f"{self._total} consumers are open (max_consumers)")
         self._counts[session_id] = count + 1
         self._total += 1
+        self._hooks.consumer_opened()
 
     def release(self, session_id: str) -> None:
         """Give back a slot taken by :meth:`acquire`."""
@@ -63,6 +66,11 @@ class ConsumerSlots:
         else:
             self._counts.pop(session_id, None)
         self._total -= 1
+        self._hooks.consumer_closed()
+
+    def count(self, session_id: str) -> int:
+        """The number of open consumers of ``session_id``."""
+        return self._counts.get(session_id, 0)
 
     def __len__(self) -> int:
         """The number of open consumers."""
@@ -83,11 +91,13 @@ class Subscription(AsyncResource):
         "_after",
         "_events",
         "_holds_slot",
+        "_hooks",
         "_index",
         "_info",
         "_opener",
         "_page_size",
         "_prefix",
+        "_reported",
         "_session_id",
         "_slots",
         "_store",
@@ -99,8 +109,9 @@ class Subscription(AsyncResource):
         session_id: str,
         *,
         page_size: int,
-        opener: Callable[[], Awaitable[EventId | None]] | None = None,
+        opener: Callable[[], Awaitable[object]] | None = None,
         slots: ConsumerSlots | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._store = store
         self._slots = slots
@@ -111,6 +122,8 @@ class Subscription(AsyncResource):
         self._info: StreamInfo | None = None
         self._events: Sequence[StoredEvent] = ()
         self._index = 0
+        self._reported = 0  # events of the current page already counted as delivered
+        self._hooks = hooks
         self._after = 0
         self._prefix = ""
 
@@ -165,7 +178,13 @@ class Subscription(AsyncResource):
         self._after = after
         self._prefix = info.incarnation + "-"
 
+    def _count_delivered(self) -> None:
+        if self._index > self._reported:
+            self._hooks.delivered(self._index - self._reported)
+            self._reported = self._index
+
     def _release(self) -> None:
+        self._count_delivered()
         if self._holds_slot and self._slots is not None:
             self._holds_slot = False
             self._slots.release(self._session_id)
@@ -189,6 +208,12 @@ class Subscription(AsyncResource):
             and info.state.finished
             and self._after >= info.last_seq
         )
+
+    @property
+    def backlog(self) -> int:
+        """Events stored after the last one yielded (or the position), as last read."""
+        info = self._info
+        return 0 if info is None else max(info.last_seq - self._after, 0)
 
     @property
     def last_event_id(self) -> str | None:
@@ -232,7 +257,7 @@ class Subscription(AsyncResource):
         try:
             if self._info is None:
                 assert self._opener is not None, "Subscription used before open()"
-                await self.open(await self._opener())
+                await self._opener()  # opens this subscription
             info = self._info
             assert info is not None
             events = self._events[self._index :]
@@ -247,6 +272,8 @@ class Subscription(AsyncResource):
                 state, last_seq = page.state, page.last_seq
                 for chunk in join_frames(page.frames, _CHUNK_BYTES):
                     yield chunk
+                if page.frames:
+                    self._hooks.delivered(len(page.frames))
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()
@@ -289,7 +316,7 @@ class Subscription(AsyncResource):
         info = self._info
         if info is None:
             assert self._opener is not None, "Subscription used before open()"
-            await self.open(await self._opener())
+            await self._opener()  # opens this subscription
             return
         if info.state.finished and self._after >= info.last_seq:
             raise StopAsyncIteration
@@ -308,6 +335,8 @@ class Subscription(AsyncResource):
             raise HistoryTrimmedError(
                 f"events after {self.last_event_id} were trimmed before they were read"
             )
+        self._count_delivered()
         self._info = page.info
         self._events = page.events
         self._index = 0
+        self._reported = 0

@@ -14,6 +14,8 @@ Starlette, so the library needs no FastAPI. Routes of the demo page:
 - ``POST /api/sessions/{id}/cancel`` stops it; ``GET /api/sessions/{id}`` tells its
   status.
 - ``/resumable-sse/resumable-sse.js`` is the browser client (:func:`client_mount`).
+- ``GET /status`` shows the live figures: running streams and the streamer's
+  OpenTelemetry metrics (``GET /api/status`` as JSON; see ``_demo_status.py``).
 
 Routes for a Vercel AI SDK frontend (``DefaultChatTransport`` pointed at ``/api/chat``
 with ``resume: true``), over the same simulated LLM (:mod:`resumable_sse.aisdk`):
@@ -45,6 +47,7 @@ from starlette.staticfiles import StaticFiles
 from typing_extensions import final
 
 from ._assets import client_mount
+from ._demo_status import DemoFigures, status_routes
 from ._exceptions import ResumableSSEError
 from ._http import error_response, sse_response
 from ._ids import new_session_id
@@ -192,7 +195,12 @@ def _bad_request(code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, 400)
 
 
-def create_app(streamer: Streamer | None = None, *, delay: float = DEFAULT_DELAY) -> Starlette:
+def create_app(
+    streamer: Streamer | None = None,
+    *,
+    delay: float = DEFAULT_DELAY,
+    figures: DemoFigures | None = None,
+) -> Starlette:
     """Build the demo app.
 
     The app owns ``streamer``: its lifespan runs ``async with streamer:``, so shutting
@@ -202,8 +210,14 @@ def create_app(streamer: Streamer | None = None, *, delay: float = DEFAULT_DELAY
     Args:
         streamer: The streamer to use (not yet entered); a memory-store one by default.
         delay: Mean seconds between two tokens of the simulated answer.
+        figures: What the status page reads: give the streamer its ``provider`` as
+            ``meter_provider``. By default the metrics of a default streamer.
     """
-    streamer = streamer if streamer is not None else Streamer()
+    if streamer is None:
+        figures = figures if figures is not None else DemoFigures()
+        streamer = Streamer(meter_provider=figures.provider)
+    elif figures is None:
+        figures = DemoFigures(enabled=False)
     llm = SimulatedLLM(delay)
     static = resources.files("resumable_sse") / "_static"
     page = (static / "demo.html").read_text(encoding="utf-8")
@@ -272,6 +286,7 @@ def create_app(streamer: Streamer | None = None, *, delay: float = DEFAULT_DELAY
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with streamer:
             yield
+        figures.shutdown()
 
     app = Starlette(
         routes=[
@@ -283,6 +298,7 @@ def create_app(streamer: Streamer | None = None, *, delay: float = DEFAULT_DELAY
             *ChatStreams(streamer, ai_sdk_answer(llm)).routes("/api/chat"),
             Mount("/static", StaticFiles(packages=[("resumable_sse", "_static")]), name="static"),
             client_mount("/resumable-sse"),
+            *status_routes(streamer, figures),
         ],
         lifespan=lifespan,
     )

@@ -44,6 +44,10 @@ class ProducerHost:
         """The producer of ``session_id`` running here, if any."""
         return self._producers.get(session_id)
 
+    def session_ids(self) -> list[str]:
+        """The sessions whose producer runs here."""
+        return list(self._producers)
+
     async def ready(self) -> None:
         """Make sure producers can be run: start the host task if nothing runs them yet.
 

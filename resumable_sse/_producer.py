@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from ._exceptions import (
     StoreUnavailableError,
 )
 from ._sources import Source, close_iterator, close_unused, open_source
+from ._telemetry import NO_HOOKS, Hooks
 from .stores._contract import Claim, Entry, StreamState, StreamStore
 
 __all__ = ["Producer", "Settings"]
@@ -73,6 +75,7 @@ class Settings:
     error_message: Callable[[BaseException], str] = _default_error_message
     #: The worker threads sync generators step in (``None``: anyio's default limiter).
     sync_threads: anyio.CapacityLimiter | None = None
+    telemetry: Hooks = NO_HOOKS
 
 
 _new = tuple.__new__
@@ -124,6 +127,9 @@ class Producer:
         self._failure: ResumableSSEError | None = None
         self._queue = CommitQueue(settings.max_pending)
         self._next_seq = 1
+        self._hooks = settings.telemetry
+        self._exc: BaseException | None = None  # what made the stream fail, for the log
+        self._started = time.perf_counter()
 
     def stop(self, reason: str) -> None:
         """Stop the generator; the stream ends with the ``cancelled`` event.
@@ -145,7 +151,12 @@ class Producer:
             except Exception:
                 logger.exception("closing the generator of stream %r raised", self._session_id)
         data = json.dumps({"reason": reason}, separators=(",", ":"))
-        await self._finish(StreamState.CANCELLED, Entry(self._settings.terminal.cancelled, data))
+        try:
+            await self._finish(
+                StreamState.CANCELLED, Entry(self._settings.terminal.cancelled, data)
+            )
+        finally:
+            self._hooks.producer_done()
 
     def _fail(self, error: ResumableSSEError) -> None:
         if self._failure is None:
@@ -167,8 +178,8 @@ class Producer:
                     state, entry = self._outcome_of_failure(self._failure)
                 await self._finish(state, entry)
                 watchers.cancel_scope.cancel()
-        except Exception:  # a bug or a store fault: never let it reach the task group
-            logger.exception("producer for session %r failed", self._session_id)
+        except Exception as exc:  # a bug or a store fault: never let it reach the task group
+            self._exc = exc
             # Best effort, so that consumers are told instead of waiting forever.
             entry = Entry(
                 self._settings.terminal.error,
@@ -176,6 +187,8 @@ class Producer:
             )
             with contextlib.suppress(Exception):
                 await self._finish(StreamState.ERROR, entry)
+        finally:
+            self._hooks.producer_done()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -192,13 +205,12 @@ class Producer:
                 raise
             # On asyncio a generator can raise CancelledError on its own (it awaited
             # something that was cancelled): a failure of this stream, not a shutdown.
-            logger.error("generator of stream %r raised %r", self._session_id, exc)
+            self._exc = exc
             return self._generator_failed(exc)
         except (LimitExceededError, InvalidItemError) as exc:
-            logger.warning("stream %r stopped: %s", self._session_id, exc)
             return self._outcome_of_failure(exc)
         except Exception as exc:
-            logger.exception("generator of stream %r raised", self._session_id)
+            self._exc = exc
             return self._generator_failed(exc)
         finally:
             if iterator is not None:
@@ -259,9 +271,16 @@ class Producer:
     async def _write_loop(self) -> None:
         while batch := await self._queue.take_all():
             try:
-                await self._with_retry(self._append, batch)
+                await self._with_retry("append", self._append, batch)
             except ResumableSSEError as exc:
-                logger.error("stream %r: writing to the store failed: %s", self._session_id, exc)
+                # The stream's end is logged (and counted) when it is stored; this record
+                # marks the moment the writer gave up.
+                logger.warning(
+                    "stream %r: writing to the store failed: %s",
+                    self._session_id,
+                    exc,
+                    extra={"session_id": self._session_id, "code": exc.code, "attempt": None},
+                )
                 self._fail(exc)
                 return
 
@@ -269,22 +288,46 @@ class Producer:
         first = self._next_seq
         await self._store.append(self._session_id, self._claim, batch, first_seq=first)
         self._next_seq = first + len(batch)
+        self._hooks.events_produced(len(batch))
+        if first == 1:
+            self._hooks.first_event(time.perf_counter() - self._started)
 
     async def _finish(self, state: StreamState, entry: Entry) -> None:
-        if isinstance(self._failure, LeaseLostError):
-            return  # another producer owns the stream now; it must not be touched
         with anyio.CancelScope(shield=True):
+            if isinstance(self._failure, LeaseLostError):
+                # Another producer owns the stream now, or it is gone: never touch it.
+                await self._lease_lost(self._failure, state, entry)
+                return
             try:
-                await self._with_retry(self._store_terminal, state, entry)
-            except LeaseLostError:
-                logger.info("stream %r was deleted or taken over before it ended", self._session_id)
+                await self._with_retry("finish", self._store_terminal, state, entry)
+            except LeaseLostError as exc:
+                await self._lease_lost(exc, state, entry)
             except ResumableSSEError as exc:
-                logger.error("stream %r: storing its end failed: %s", self._session_id, exc)
+                self._hooks.producer_lost(
+                    self._session_id, exc.code, f"storing the end failed: {exc}"
+                )
+            else:
+                self._hooks.stream_finished(self._session_id, state, entry.data, self._exc)
+
+    async def _lease_lost(self, exc: LeaseLostError, state: StreamState, entry: Entry) -> None:
+        """Tell a deleted stream (not a loss) from one reaped or taken over (a loss)."""
+        try:
+            gone = await self._store.info(self._session_id) is None
+        except ResumableSSEError:
+            gone = False
+        if gone:
+            logger.info("stream %r was deleted before it ended", self._session_id)
+            data = json.dumps({"reason": "deleted"}, separators=(",", ":"))
+            self._hooks.stream_finished(self._session_id, StreamState.CANCELLED, data)
+        else:
+            self._hooks.producer_lost(self._session_id, exc.code, str(exc))
 
     async def _store_terminal(self, state: StreamState, entry: Entry) -> None:
         await self._store.finish(self._session_id, self._claim, state, entry, seq=self._next_seq)
 
-    async def _with_retry(self, write: Callable[..., Awaitable[None]], *args: object) -> None:
+    async def _with_retry(
+        self, operation: str, write: Callable[..., Awaitable[None]], *args: object
+    ) -> None:
         """Retry a write while the store is unreachable, up to ``store_retry_deadline``.
 
         Writes carry the sequence number they start at, so a retried write that had in
@@ -293,16 +336,20 @@ class Producer:
         deadline = anyio.current_time() + self._settings.store_retry_deadline
         failures = 0
         while True:
+            began = time.perf_counter()
             try:
                 await write(*args)
-                return
-            except StoreUnavailableError:
+            except ResumableSSEError as exc:
+                self._hooks.store_write(operation, time.perf_counter() - began, exc.code)
                 remaining = deadline - anyio.current_time()
-                if remaining <= 0:
+                if not isinstance(exc, StoreUnavailableError) or remaining <= 0:
                     raise
-                logger.warning("stream %r: store unavailable, retrying", self._session_id)
                 failures += 1
+                self._hooks.store_retry(self._session_id, operation, failures, exc)
                 await anyio.sleep(min(_store_retry_delay(failures), remaining))
+            else:
+                self._hooks.store_write(operation, time.perf_counter() - began, None)
+                return
 
     # -- watching ----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import anyio
 from typing_extensions import Self, final
@@ -25,11 +26,18 @@ from ._access import (
 from ._consumer import ConsumerSlots, Subscription
 from ._conversations import ActiveStream, activate, run_mapped
 from ._events import TerminalEvents, check_event_name
-from ._exceptions import SessionNotFoundError, StoreUnavailableError, StreamerClosedError
+from ._exceptions import (
+    ResumableSSEError,
+    SessionNotFoundError,
+    StoreUnavailableError,
+    StreamerClosedError,
+)
 from ._host import ProducerHost
 from ._ids import EventId, new_session_id, parse_last_event_id, validate_session_id
+from ._live import LiveStream, list_streams
 from ._producer import Producer, Settings
 from ._sources import Source, close_unused
+from ._telemetry import make_telemetry
 from .stores._contract import Claim, StreamInfo, StreamState, StreamStore
 from .stores._memory import MemoryStore
 
@@ -96,6 +104,13 @@ class Streamer:
             sync generator step waits for a free thread: its stream stays ``running``
             with no new events (its readers simply wait), nothing fails, and cancel,
             delete and shutdown end it as usual. Async generators use no threads.
+        meter_provider: The OpenTelemetry ``MeterProvider`` that gets the streamer's
+            metrics; the global one if ``None``. See the README's "Operations".
+        tracer_provider: The OpenTelemetry ``TracerProvider`` for its spans; the global
+            one if ``None``.
+        telemetry: ``None`` (the default) records metrics and spans if the
+            ``opentelemetry-api`` package is installed (the ``[otel]`` extra); ``False``
+            never; ``True`` requires it.
 
     When a stream reaches a limit, its generator is closed and the stream ends with an
     ``error`` event whose code is ``limit_exceeded``; everything stored stays readable.
@@ -118,6 +133,9 @@ class Streamer:
         max_consumers_per_session: int = 100,
         max_consumers: int = 10_000,
         sync_generator_threads: int = 100,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        telemetry: bool | None = None,
     ) -> None:
         terminal = terminal_events or TerminalEvents()
         if check_event_name(event) in terminal:
@@ -126,7 +144,11 @@ class Streamer:
         if min(*limits, max_consumers_per_session, sync_generator_threads) < 1:
             raise ValueError("limits and page_size must be positive")
         self.store: StreamStore = store if store is not None else MemoryStore()
+        self._telemetry = make_telemetry(
+            self.store, meter_provider, tracer_provider, enabled=telemetry
+        )
         settings = Settings(
+            telemetry=self._telemetry,
             terminal=terminal,
             event=event,
             max_events=max_events,
@@ -140,7 +162,9 @@ class Streamer:
         self._settings = settings
         self._page_size = page_size
         self._authorize = authorize
-        self._slots = ConsumerSlots(per_session=max_consumers_per_session, total=max_consumers)
+        self._slots = ConsumerSlots(
+            per_session=max_consumers_per_session, total=max_consumers, hooks=self._telemetry
+        )
         self._host = ProducerHost(shutdown_timeout)
 
     @property
@@ -215,13 +239,14 @@ class Streamer:
             StoreUnavailableError: the store cannot be reached.
             StreamerClosedError: the streamer is closed.
         """
-        claim = await self._claim(session_id, generator, principal)
-        if claim is None:
-            return False
-        await self._host.run(
-            session_id, Producer(self.store, session_id, claim, generator, self._settings)
-        )
-        return True
+        with self._telemetry.span("start", session_id):
+            claim = await self._claim(session_id, generator, principal)
+            if claim is None:
+                return False
+            await self._host.run(
+                session_id, Producer(self.store, session_id, claim, generator, self._settings)
+            )
+            return True
 
     async def _claim(
         self, session_id: str, generator: Source, principal: Principal | None
@@ -239,6 +264,8 @@ class Streamer:
             raise
         if claim is None:
             await close_unused(generator)
+        else:
+            self._telemetry.stream_started()
         return claim
 
     # -- conversations ------------------------------------------------------------------
@@ -361,15 +388,45 @@ class Streamer:
             SessionNotFoundError, HistoryTrimmedError, TooManyConsumersError,
             StoreFullError, StoreUnavailableError, StreamerClosedError.
         """
-        position = await self._prepare(session_id, generator, last_id, principal)
-        return await self._subscription(session_id).open(position)
+        subscription = self._subscription(session_id)
+        await self._open(subscription, session_id, generator, last_id, principal)
+        return subscription
 
     def _subscription(
-        self, session_id: str, opener: Callable[[], Awaitable[EventId | None]] | None = None
+        self, session_id: str, opener: Callable[[], Awaitable[object]] | None = None
     ) -> Subscription:
         return Subscription(
-            self.store, session_id, page_size=self._page_size, opener=opener, slots=self._slots
+            self.store,
+            session_id,
+            page_size=self._page_size,
+            opener=opener,
+            slots=self._slots,
+            hooks=self._telemetry,
         )
+
+    async def _open(
+        self,
+        subscription: Subscription,
+        session_id: str,
+        generator: Source | None,
+        last_id: str | None,
+        principal: Principal | None,
+    ) -> None:
+        """Prepare and open ``subscription``, counting the open by its kind."""
+        with self._telemetry.span("open", session_id):
+            try:
+                position, started = await self._prepare(session_id, generator, last_id, principal)
+                await subscription.open(position)
+            except ResumableSSEError as exc:
+                self._telemetry.refused(exc)
+                raise
+        if subscription.finished:
+            kind = "complete"  # the client has every event (HTTP: 204)
+        elif started:
+            kind = "new"
+        else:
+            kind = "join" if position is None else "resume"
+        self._telemetry.opened(kind, subscription.backlog)
 
     async def _prepare(
         self,
@@ -377,8 +434,12 @@ class Streamer:
         generator: Source | None,
         last_id: str | None,
         principal: Principal | None,
-    ) -> EventId | None:
-        """Validate, start the stream if asked to, check read access; return the position."""
+    ) -> tuple[EventId | None, bool]:
+        """Validate, start the stream if asked to, check read access.
+
+        Returns:
+            The position, and whether this call started the stream.
+        """
         try:
             validate_session_id(session_id)
             principal = normalize_principal(principal)
@@ -387,13 +448,14 @@ class Streamer:
             if generator is not None:
                 await close_unused(generator)
             raise
+        started = False
         if generator is not None:
             if position is None:
-                await self.start(session_id, generator, principal=principal)
+                started = await self.start(session_id, generator, principal=principal)
             else:
                 await close_unused(generator)
         await self._authorized("read", session_id, principal)
-        return position
+        return position, started
 
     def stream(
         self,
@@ -421,10 +483,11 @@ class Streamer:
         """
         principal = normalize_principal(principal)
 
-        async def opener() -> EventId | None:
-            return await self._prepare(session_id, generator, last_id, principal)
+        async def opener() -> None:
+            await self._open(subscription, session_id, generator, last_id, principal)
 
-        return self._subscription(session_id, opener)
+        subscription = self._subscription(session_id, opener)
+        return subscription
 
     def resume(
         self, session_id: str, last_id: str | None = None, *, principal: Principal | None = None
@@ -439,12 +502,40 @@ class Streamer:
         """
         principal = normalize_principal(principal)
 
-        async def opener() -> EventId | None:
-            return await self._prepare(session_id, None, last_id, principal)
+        async def opener() -> None:
+            await self._open(subscription, session_id, None, last_id, principal)
 
-        return self._subscription(session_id, opener)
+        subscription = self._subscription(session_id, opener)
+        return subscription
 
     # -- managing -----------------------------------------------------------------------
+
+    async def streams(
+        self, owner: Principal | None = None, *, limit: int = 1000
+    ) -> list[LiveStream]:
+        """List the running streams, newest first, for an admin page or a user's menu.
+
+        With a store that keeps an index of running streams (both built-in stores),
+        the list covers every process sharing the store: on Redis, every worker's
+        streams, through a sorted set of the running ones (one round trip, then one
+        state read per stream listed, never a scan of the database). Otherwise it
+        lists the streams whose producer runs in this process. ``consumers`` counts
+        the subscriptions open in this process. No authorize policy applies: filter
+        by ``owner`` for a user's own streams.
+
+        Args:
+            owner: Only the streams started with this principal (normalised as
+                principals are: an ``int`` or ``UUID`` is its string).
+            limit: At most this many streams (default 1000).
+
+        Raises:
+            TypeError or ValueError: a bad ``owner`` or ``limit``.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        owner = normalize_principal(owner)
+        return await list_streams(self.store, self._host, self._slots, owner, limit)
 
     async def status(self, session_id: str, *, principal: Principal | None = None) -> StreamStatus:
         """Report a stream's state, event count and times.
@@ -483,6 +574,10 @@ class Streamer:
             AccessDeniedError: the authorize policy refused.
             SessionNotFoundError: there is no stream under this session id.
         """
+        with self._telemetry.span("cancel", session_id):
+            return await self._cancel(session_id, principal)
+
+    async def _cancel(self, session_id: str, principal: Principal | None) -> bool:
         validate_session_id(session_id)
         principal = normalize_principal(principal)
         info = await self._authorized("cancel", session_id, principal)
@@ -501,6 +596,10 @@ class Streamer:
         Raises:
             AccessDeniedError: the authorize policy refused.
         """
+        with self._telemetry.span("delete", session_id):
+            return await self._delete(session_id, principal)
+
+    async def _delete(self, session_id: str, principal: Principal | None) -> bool:
         validate_session_id(session_id)
         principal = normalize_principal(principal)
         await self._authorized("delete", session_id, principal)

@@ -9,7 +9,7 @@ backend raises ``TypeError`` rather than being ignored.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack
 
@@ -41,6 +41,9 @@ class StreamerOptions(TypedDict, total=False):
     max_consumers_per_session: int
     max_consumers: int
     sync_generator_threads: int
+    meter_provider: Any
+    tracer_provider: Any
+    telemetry: bool | None
 
 
 @overload

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -53,7 +54,16 @@ _BLOCK = re.compile(
     r"^(?:<!-- readme-test: (?P<tag>[\w.-]+) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```$",
     re.MULTILINE | re.DOTALL,
 )
-PYTHON_TAGS = {"chat", "client", "lifecycle", "fastapi-sse", "redis", "access", "aisdk"}
+PYTHON_TAGS = {
+    "chat",
+    "client",
+    "lifecycle",
+    "fastapi-sse",
+    "redis",
+    "access",
+    "aisdk",
+    "operations",
+}
 FILE_TAGS = {"chat.html", "aisdk.tsx"}
 PROGRAMS = {"python3", "pip", "resumable-sse", "uvicorn", "curl"}
 
@@ -460,3 +470,36 @@ def test_ai_sdk_frontend_names_the_adapter_routes(tmp_path: Path) -> None:
     subprocess.run(
         [str(esbuild), str(snippet), "--loader:.tsx=tsx"], check=True, capture_output=True
     )
+
+
+async def test_operations_example_routes_records_and_lists_running_answers() -> None:
+    """The logging config shows a terminal error's extra fields; the menu lists a stream."""
+    logger = logging.getLogger("resumable_sse")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    namespace: dict[str, Any] = {}
+    try:
+        namespace = execute("operations")
+        (handler,) = logger.handlers
+        assert isinstance(handler, logging.StreamHandler)
+        output = io.StringIO()
+        handler.setStream(output)
+        streamer: Streamer = namespace["streamer"]
+        gate = anyio.Event()
+
+        async def answer() -> AsyncIterator[str]:
+            yield "Hi"
+            await gate.wait()
+            raise RuntimeError("the model failed")
+
+        async with streamer:
+            reading = await streamer.open("answer-1", answer(), principal="alice")
+            assert (await reading.__anext__())["data"] == "Hi"
+            menu = await namespace["running_answers"]("alice")
+            assert [(m["id"], m["events"], m["readers"]) for m in menu] == [("answer-1", 1, 1)]
+            gate.set()
+            assert [e["event"] async for e in reading] == ["error"]
+        assert "ERROR session=answer-1 code=generator_failed attempt=None" in output.getvalue()
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+        if "meters" in namespace:
+            namespace["meters"].shutdown()  # exports once more, now, not at exit

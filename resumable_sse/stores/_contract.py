@@ -346,5 +346,21 @@ class StreamStore(AsyncResource):
         """
         raise NotImplementedError(f"{type(self).__name__} does not support conversations")
 
+    async def running(
+        self, owner: str | None = None, *, limit: int = 1000
+    ) -> Sequence[tuple[str, StreamInfo]]:
+        """List running streams (of ``owner`` only, if given): session id and state.
+
+        Every worker sharing the store sees the same list. The cost is bounded by the
+        number of running streams listed, never by the size of the whole backend.
+        The default raises ``NotImplementedError``: a store without an index can
+        only be asked about the streams this process runs.
+
+        Args:
+            owner: Only the streams started by this principal.
+            limit: At most this many streams, the most recently started first.
+        """
+        raise NotImplementedError
+
     async def aclose(self) -> None:
         """Release the store's resources. The default does nothing."""

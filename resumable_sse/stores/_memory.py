@@ -313,6 +313,18 @@ class MemoryStore(StreamStore):
             return
         await stream.cancel.wait()
 
+    async def running(
+        self, owner: str | None = None, *, limit: int = 1000
+    ) -> Sequence[tuple[str, StreamInfo]]:
+        # One pass over the streams held (at most max_streams), newest first.
+        found = [
+            (session_id, stream)
+            for session_id, stream in self._streams.items()
+            if stream.state is StreamState.RUNNING and (owner is None or stream.owner == owner)
+        ]
+        found.sort(key=lambda item: item[1].created_at, reverse=True)
+        return [(session_id, stream.info()) for session_id, stream in found[:limit]]
+
     async def delete(self, session_id: str) -> bool:
         self._expire()
         return self._drop(session_id) is not None

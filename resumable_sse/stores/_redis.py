@@ -65,6 +65,7 @@ commands are capped below the client's ``socket_timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Iterator, Sequence
@@ -81,6 +82,7 @@ from .._ids import new_incarnation
 from . import _redis_scripts as scripts
 from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
 from ._memory import DEFAULT_RETENTION
+from ._redis_live import LiveIndex
 
 __all__ = ["RedisStore"]
 
@@ -216,6 +218,7 @@ class RedisStore(StreamStore):
         self._set_active = register(scripts.SET_ACTIVE)
         self._clear_active = register(scripts.CLEAR_ACTIVE)
         self._active_ttl_ms = lease_ms + retention_ms
+        self._live = LiveIndex(client, prefix, lease)
 
     def keys(self, session_id: str) -> RedisKeys:
         """The session's keys: meta hash, log stream, control list.
@@ -250,7 +253,10 @@ class RedisStore(StreamStore):
     async def claim(self, session_id: str, *, owner: str | None = None) -> Claim | None:
         incarnation = new_incarnation()
         token = await self._run(self._claim, session_id, incarnation, owner or "")
-        return None if token is None else Claim(incarnation, int(token))
+        if token is None:
+            return None
+        await self._live.add(session_id, owner)
+        return Claim(incarnation, int(token))
 
     async def append(
         self, session_id: str, claim: Claim, entries: Sequence[Entry], *, first_seq: int
@@ -266,6 +272,7 @@ class RedisStore(StreamStore):
         if not state.finished:
             raise ValueError("finish() needs a final state")
         await self._write(self._finish, session_id, claim, state.value, seq, _encode([entry]))
+        await self._live.remove(session_id)
 
     async def read(
         self,
@@ -336,9 +343,35 @@ class RedisStore(StreamStore):
 
     async def renew(self, session_id: str, claim: Claim) -> None:
         await self._write(self._renew, session_id, claim)
+        await self._live.touch(session_id)
 
     async def delete(self, session_id: str) -> bool:
-        return bool(int(await self._run(self._delete, session_id)))
+        existed = bool(int(await self._run(self._delete, session_id)))
+        await self._live.remove(session_id)
+        return existed
+
+    async def running(
+        self, owner: str | None = None, *, limit: int = 1000
+    ) -> Sequence[tuple[str, StreamInfo]]:
+        """List running streams of every worker through an index; see ``_redis_live``.
+
+        Cost: one round trip to list the index, then one state read per listed
+        stream (32 at a time); independent of the size of the database.
+        """
+        ids = await self._live.members(owner, limit)
+        found: list[tuple[str, StreamInfo]] = []
+        stale: list[str] = []
+        for start in range(0, len(ids), 32):
+            chunk = ids[start : start + 32]
+            infos = await asyncio.gather(*(self.info(session_id) for session_id in chunk))
+            for session_id, info in zip(chunk, infos, strict=True):
+                if info is None or info.state.finished or (owner and info.owner != owner):
+                    stale.append(session_id)
+                else:
+                    found.append((session_id, info))
+        if stale:
+            await self._live.forget(stale, owner)
+        return found
 
     # -- conversations -------------------------------------------------------------------
 
