@@ -68,6 +68,10 @@ async def main_async(quick: bool, only: set[str]) -> Report:
             await scenarios_redis.redis_memory(report, server.url, n)
         if wanted("vercel"):
             await scenarios_vercel.vercel(report, server.url, 10_000, 1 if quick else 5)
+    if wanted("redis"):
+        await scenarios_redis.sessions_on_default_pool(
+            report, [1, 100] if quick else [1, 100, 1_000]
+        )
     return report
 
 

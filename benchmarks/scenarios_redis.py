@@ -19,7 +19,8 @@ import anyio
 from redis.asyncio import Redis
 
 from benchmarks._report import Figure, Report
-from resumable_sse import RedisStore, Streamer
+from resumable_sse import RedisStore, ResumableSSEError, Streamer
+from tests.redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
 PEERS_VENV = HERE / ".peers-venv"
@@ -195,3 +196,114 @@ async def redis_memory(report: Report, url: str, n: int) -> None:
         )
     )
     await client.aclose()
+
+
+# -- many concurrent sessions on redis-py's default connection pool ----------------------
+
+SESSION_TOKENS = 50
+SESSIONS_DEADLINE = 90.0  # seconds: a run that fails (on an unfit store) still ends
+
+
+def _session_tokens(i: int) -> list[str]:
+    return [f"s{i}t{j} " for j in range(SESSION_TOKENS)]
+
+
+async def _peak_clients(admin: Redis, peak: list[int], stop: anyio.Event) -> None:
+    """Sample ``connected_clients`` (minus this sampler's own connection) until ``stop``."""
+    while not stop.is_set():
+        info = await admin.info("clients")
+        peak[0] = max(peak[0], int(info["connected_clients"]) - 1)
+        with anyio.move_on_after(0.02):  # a sampling period, not a wait for a result
+            await stop.wait()
+
+
+async def _one_session(streamer: Streamer, i: int, exact: list[int]) -> None:
+    tokens = _session_tokens(i)
+
+    async def source() -> AsyncIterator[str]:
+        for token in tokens:
+            yield token
+
+    try:
+        data = [event["data"] async for event in streamer.stream(f"s{i}", source())]
+    except ResumableSSEError:  # counted as not exact: the store failed this session
+        return
+    if data == [*tokens, ""]:
+        exact[0] += 1
+
+
+async def concurrent_sessions(
+    url: str, sessions: int, max_connections: int | None = None
+) -> dict[str, Any]:
+    """``sessions`` concurrent streams of 50 tokens, one reader each.
+
+    By default on redis-py's default pool (100 connections; at its limit it raises
+    instead of waiting). One session runs first, unmeasured, so that one-time costs
+    (loading the scripts, the first connections) are not counted.
+    """
+    admin = Redis.from_url(url)
+    client = Redis.from_url(url, max_connections=max_connections)
+    exact, peak = [0], [0]
+    store = RedisStore(client, prefix=f"many{time.time_ns()}")
+    stop = anyio.Event()
+    async with Streamer(store) as streamer, anyio.create_task_group() as sampler:
+        await _one_session(streamer, -1, [0])  # the warm-up
+        await admin.config_resetstat()
+        sampler.start_soon(_peak_clients, admin, peak, stop)
+        start = time.perf_counter()
+        with anyio.move_on_after(SESSIONS_DEADLINE):
+            async with anyio.create_task_group() as tg:
+                for i in range(sessions):
+                    tg.start_soon(_one_session, streamer, i, exact)
+        seconds = time.perf_counter() - start
+        stop.set()
+    await store.aclose()
+    stats = await admin.info("commandstats")
+    commands = sum(
+        int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config")
+    )
+    await client.aclose()
+    await admin.aclose()
+    events = sessions * (SESSION_TOKENS + 1)
+    return {
+        "sessions": sessions,
+        "exact": exact[0],
+        "seconds": seconds,
+        "events_per_second": exact[0] * (SESSION_TOKENS + 1) / seconds,
+        "commands_per_event": commands / events,
+        "peak_connections": peak[0],
+    }
+
+
+async def sessions_on_default_pool(report: Report, counts: list[int]) -> None:
+    """1 / 100 / 1,000 concurrent sessions x 50 tokens on redis-py's default pool."""
+    for sessions in counts:
+        with RedisServer() as server:  # a server of its own: its counters are ours alone
+            result = await concurrent_sessions(server.url, sessions)
+        name = f"redis, {sessions} sessions x {SESSION_TOKENS} tokens"
+        exact = result["exact"] == sessions
+        report.add(
+            Figure(
+                "8 sessions",
+                f"{name}: exact ({result['exact']}/{sessions})",
+                result["exact"],
+                "sessions",
+                target=f"{sessions}/{sessions}",
+                met=exact,
+            )
+        )
+        report.add(Figure("8 sessions", f"{name}: events/s", result["events_per_second"], "ev/s"))
+        report.add(
+            Figure("8 sessions", f"{name}: commands/event", result["commands_per_event"], "cmd")
+        )
+        peak = result["peak_connections"]
+        report.add(
+            Figure(
+                "8 sessions",
+                f"{name}: peak connections",
+                peak,
+                "conn",
+                target="<= 64",
+                met=peak <= 64,
+            )
+        )

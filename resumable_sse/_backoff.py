@@ -1,8 +1,8 @@
 """How long to wait before the next attempt: one pure function for every retry loop.
 
-The producer's store writes, its cancel watcher and the Python client all call
-:func:`backoff_delay`; the browser client has its twin (``_browser/backoff.js``), and
-both run the same cases (``tests/backoff_cases.json``).
+The producer's store writes, its cancel watcher, the Redis store's notifier reconnects
+and the Python client all call :func:`backoff_delay`; the browser client has its twin
+(``_browser/backoff.js``), and both run the same cases (``tests/backoff_cases.json``).
 
 The rules, for any input a server can send:
 

@@ -9,6 +9,7 @@ from typing_extensions import Self, final
 
 from ._exceptions import (
     EventIdAheadError,
+    HistoryLostError,
     HistoryTrimmedError,
     SessionNotFoundError,
     StaleEventIdError,
@@ -18,7 +19,7 @@ from ._frames import encode_frames, join_frames
 from ._ids import EventId
 from ._resource import AsyncResource
 from ._telemetry import NO_HOOKS, Hooks
-from .stores._contract import FramePage, StoredEvent, StreamInfo, StreamStore
+from .stores._contract import FramePage, Page, StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
@@ -26,6 +27,28 @@ _FIRST_PAGE = 32
 #: The most bytes in one chunk of SSE bytes (unless one event is larger): what a client that
 #: stops reading can make the server buffer beyond the socket's own buffers.
 _CHUNK_BYTES = 256 * 1024
+
+
+def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
+    """Raise if the page does not go on right after ``after`` though the stream has more.
+
+    Events that the stream's state counts but the store no longer returns cannot come
+    back by reading again: reading again would spin.
+
+    Raises:
+        HistoryTrimmedError: the store trimmed them (they are older than ``first_seq``).
+        HistoryLostError: the store lost them (its log was evicted or deleted).
+    """
+    info, events = page.info, page.events
+    if info.last_seq <= after or (events and events[0].seq == after + 1):
+        return
+    where = f"after {last_event_id}" if last_event_id else "from the start"
+    if after + 1 < info.first_seq:
+        raise HistoryTrimmedError(f"events {where} were trimmed before they were read")
+    raise HistoryLostError(
+        f"events {where} of session stream {info.incarnation} are missing from the store "
+        "(evicted, deleted or lost in a restart)"
+    )
 
 
 @final
@@ -173,6 +196,7 @@ class Subscription(AsyncResource):
                     f"events after {position} are no longer retained "
                     f"(oldest is {info.incarnation}-{info.first_seq})"
                 )
+        _check_continuity(page, after, None if position is None else str(position))
         self._info = info
         self._events = page.events
         self._after = after
@@ -305,9 +329,14 @@ class Subscription(AsyncResource):
             raise SessionNotFoundError(
                 f"the stream of session {self._session_id!r} was deleted or expired"
             )
-        if page.frames and page.seq != self._after + 1:
-            raise HistoryTrimmedError(
-                f"events after {self.last_event_id} were trimmed before they were read"
+        if page.last_seq > self._after and (not page.frames or page.seq != self._after + 1):
+            # Events the stream counts but the store did not return: reading again would spin.
+            where = f"after {self.last_event_id}" if self._after else "from the start"
+            if self._after + 1 < page.first_seq:
+                raise HistoryTrimmedError(f"events {where} were trimmed before they were read")
+            raise HistoryLostError(
+                f"events {where} of session stream {incarnation} are missing from the store "
+                "(evicted, deleted or lost in a restart)"
             )
         return page
 
@@ -331,10 +360,7 @@ class Subscription(AsyncResource):
             raise SessionNotFoundError(
                 f"the stream of session {self._session_id!r} was deleted or expired"
             )
-        if page.events and page.events[0].seq != self._after + 1:
-            raise HistoryTrimmedError(
-                f"events after {self.last_event_id} were trimmed before they were read"
-            )
+        _check_continuity(page, self._after, self.last_event_id)
         self._count_delivered()
         self._info = page.info
         self._events = page.events

@@ -12,6 +12,7 @@ so ``except ResumableSSEError`` catches all of them::
     ├── AccessDeniedError (PermissionError)     HTTP 403: the authorize policy said no
     ├── SessionNotFoundError (LookupError)      HTTP 404: no stream under this session id
     ├── HistoryTrimmedError                     HTTP 410: the position was dropped from the log
+    │   └── HistoryLostError                    HTTP 410: the store lost events it had stored
     ├── LimitExceededError                      HTTP 413: a per-stream limit was reached
     │   └── StoreFullError                      HTTP 503: the store holds its maximum of streams
     ├── TooManyConsumersError                   HTTP 429: consumer limit of a session or streamer
@@ -31,6 +32,7 @@ __all__ = [
     "AccessDeniedError",
     "ConversationBusyError",
     "EventIdAheadError",
+    "HistoryLostError",
     "HistoryTrimmedError",
     "InvalidEventIdError",
     "InvalidItemError",
@@ -108,6 +110,17 @@ class HistoryTrimmedError(ResumableSSEError):
 
     code = "history_trimmed"
     status = 410
+
+
+class HistoryLostError(HistoryTrimmedError):
+    """Events the stream's state counts are gone from the store.
+
+    The log was evicted (Redis under ``maxmemory`` with an evicting policy), deleted
+    by hand, or lost in a restart without persistence, while the stream's state
+    survived. Reading again cannot bring them back, so this ends the read.
+    """
+
+    code = "history_lost"
 
 
 class LimitExceededError(ResumableSSEError):

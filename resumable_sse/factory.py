@@ -67,6 +67,7 @@ def get_streamer(
     lease: float = 10.0,
     block_ms: int = 5_000,
     max_len: int | None = None,
+    connections: int = 8,
     **options: Unpack[StreamerOptions],
 ) -> Streamer: ...
 
@@ -82,6 +83,7 @@ def get_streamer(
     lease: float | None = None,
     block_ms: int | None = None,
     max_len: int | None = None,
+    connections: int | None = None,
     **options: Unpack[StreamerOptions],
 ) -> Streamer:
     """Create a streamer on the in-memory store or on Redis.
@@ -97,9 +99,12 @@ def get_streamer(
         prefix: Redis only: the key prefix (default ``"rsse"``).
         lease: Redis only: the producer's lease in seconds (default 10); a dead
             producer is detected within two leases.
-        block_ms: Redis only: the longest blocking read, in ms (default 5000).
+        block_ms: Redis only: the longest wait, in ms, before a waiting reader reads
+            again without a notification (default 5000).
         max_len: Redis only: keep about this many newest events per stream (default:
             all).
+        connections: Redis only: pooled connections the store's commands use at most
+            (default 8; one more per node for notifications).
         **options: The :class:`~resumable_sse.Streamer`'s keyword arguments (limits,
             event names, ``store_retry_deadline``, ``authorize``...).
 
@@ -114,6 +119,7 @@ def get_streamer(
         raise TypeError(f"get_streamer() got unknown options: {', '.join(unknown)}")
     redis_options: dict[str, object] = {"redis_client": redis_client, "redis_url": redis_url}
     redis_options |= {"prefix": prefix, "lease": lease, "block_ms": block_ms, "max_len": max_len}
+    redis_options["connections"] = connections
     store: StreamStore
     if backend == "memory":
         misplaced = [name for name, value in redis_options.items() if value is not None]
@@ -135,7 +141,11 @@ def get_streamer(
         # The store itself writes the "producer lost" event, so it needs the error name.
         terminal = options.get("terminal_events") or TerminalEvents()
         store = _redis_store(
-            redis_client, redis_url, retention, prefix, lease, block_ms, max_len, terminal.error
+            redis_client,
+            redis_url,
+            retention,
+            (prefix, lease, block_ms, max_len, connections),
+            terminal.error,
         )
     else:
         raise ValueError(f"unknown backend {backend!r}; use 'memory' or 'redis'")
@@ -146,16 +156,14 @@ def _redis_store(
     client: RedisClient | None,
     url: str | None,
     retention: float,
-    prefix: str | None,
-    lease: float | None,
-    block_ms: int | None,
-    max_len: int | None,
+    options: tuple[str | None, float | None, int | None, int | None, int | None],
     lost_event: str,
 ) -> StreamStore:
     """A RedisStore; options left as ``None`` keep the store's defaults."""
+    prefix, lease, block_ms, max_len, connections = options
     if client is None and url is None:
         raise ValueError('backend="redis" needs redis_client=... or redis_url=...')
-    from .stores._redis import DEFAULT_BLOCK_MS, DEFAULT_LEASE, RedisStore
+    from .stores._redis import DEFAULT_BLOCK_MS, DEFAULT_CONNECTIONS, DEFAULT_LEASE, RedisStore
 
     return RedisStore(
         client,
@@ -165,5 +173,6 @@ def _redis_store(
         lease=DEFAULT_LEASE if lease is None else lease,
         block_ms=DEFAULT_BLOCK_MS if block_ms is None else block_ms,
         max_len=max_len,
+        connections=DEFAULT_CONNECTIONS if connections is None else connections,
         lost_event=lost_event,
     )

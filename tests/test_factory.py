@@ -68,11 +68,13 @@ async def test_redis_options_reach_the_store(redis: Redis) -> None:
         retention=30,
         max_len=5,
         block_ms=1000,
+        connections=3,
         event="token",
     )
     store = streamer.store
     assert isinstance(store, RedisStore)
     assert (store.prefix, store.lease, store.retention) == (prefix, 4, 30)
+    assert store.connections == 3
     async with streamer:
         events = [e async for e in streamer.stream("s1", ["a", "b"])]
     assert [e["event"] for e in events] == ["token", "token", "end"]

@@ -105,11 +105,15 @@ def chat_app(streamer: Streamer, source: Callable[[str], AsyncIterator[str]]) ->
     return Tracker(Starlette(routes=[Route("/chat/{session_id}", chat), Route("/warmup", warmup)]))
 
 
-async def warm_up(http: httpx.AsyncClient, app: Tracker) -> set[asyncio.Task[object]]:
-    """Serve one SSE request, so that the server's long-lived tasks (uvicorn's lifespan,
-    sse-starlette's shutdown watcher) exist; return the tasks running then."""
+async def warm_up(
+    http: httpx.AsyncClient, app: Tracker, store: StreamStore
+) -> set[asyncio.Task[object]]:
+    """Serve one SSE request and wait once on the store, so that the long-lived tasks of
+    the server (uvicorn's lifespan, sse-starlette's shutdown watcher) and of the store (the
+    Redis store's notifier and pipelines) exist; return the tasks running then."""
     assert (await http.get("/warmup")).text.startswith("data: ready")
     await app.wait_idle()
+    assert await store.read("warm-up", 0, limit=1, wait=True) is None
     return tasks()
 
 
@@ -132,8 +136,10 @@ async def make_store(kind: str) -> AsyncIterator[tuple[StreamStore, FakeClock | 
         require_redis(exc)
     client = Redis.from_url(server.url, max_connections=2 * CLIENTS)
     try:
-        yield RedisStore(client, prefix="load", retention=RETENTION), server
+        redis_store = RedisStore(client, prefix="load", retention=RETENTION)
+        yield redis_store, server
     finally:
+        await redis_store.aclose()
         await client.aclose()
         server.close()
 
@@ -205,7 +211,7 @@ async def test_500_clients_dropping_and_resuming_get_byte_exact_streams(kind: st
                 base_url=url, timeout=60, limits=limits, headers={"Connection": "close"}
             )
         )
-        baseline = await warm_up(http, app)
+        baseline = await warm_up(http, app, store)
 
         async def client(number: int) -> None:
             rng = random.Random(SEED + number)
@@ -297,7 +303,7 @@ async def test_a_consumer_that_stops_reading_holds_up_nobody(kind: str) -> None:
         app = chat_app(streamer, big)
         url = await stack.enter_async_context(serve_in_task(app))
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
-        baseline = await warm_up(http, app)
+        baseline = await warm_up(http, app, store)
         stalled = stalled_socket(url, "/chat/s1")
         try:
             got: list[list[str]] = []

@@ -139,13 +139,14 @@ class Page:
 class FramePage(NamedTuple):
     """The result of :meth:`StreamStore.read_frames`: events as SSE bytes, ready to send.
 
-    ``frames[i]`` is the event numbered ``seq + i``; ``last_seq`` and ``state`` are the
-    stream's, as in :class:`StreamInfo`. A named tuple, not a :class:`StreamInfo`: one
-    is made per read, and a live reader reads once per token.
+    ``frames[i]`` is the event numbered ``seq + i``; ``state``, ``first_seq`` and
+    ``last_seq`` are the stream's, as in :class:`StreamInfo`. A named tuple, not a
+    :class:`StreamInfo`: one is made per read, and a live reader reads once per token.
     """
 
     incarnation: str
     state: StreamState
+    first_seq: int
     last_seq: int
     seq: int
     frames: Sequence[bytes]
@@ -255,7 +256,7 @@ class StreamStore(AsyncResource):
         info, events = page.info, page.events
         seq = events[0].seq if events else after + 1
         frames = encode_frames(info.incarnation + "-", events)
-        return FramePage(info.incarnation, info.state, info.last_seq, seq, frames)
+        return FramePage(info.incarnation, info.state, info.first_seq, info.last_seq, seq, frames)
 
     @abstractmethod
     async def info(self, session_id: str) -> StreamInfo | None:

@@ -293,7 +293,8 @@ class MemoryStore(StreamStore):
         if len(frames) < end:
             frames += encode_frames(stream.incarnation + "-", events[len(frames) : end])
         return _new(
-            FramePage, (stream.incarnation, stream.state, len(events), after + 1, frames[after:end])
+            FramePage,
+            (stream.incarnation, stream.state, 1, len(events), after + 1, frames[after:end]),
         )
 
     async def info(self, session_id: str) -> StreamInfo | None:

@@ -1,12 +1,12 @@
 """The Redis store: streams shared by every worker and machine that uses one Redis.
 
-Layout. Each session has three keys under one hash tag, so they share a Cluster slot
-and one Lua script can touch them all atomically::
+Layout. Each session has two keys and a pub/sub channel under one hash tag, so they
+share a Cluster slot and one Lua script can touch them all atomically::
 
     {<prefix>|<session id>}:m     hash: incarnation, fencing token, state, first/last
-                                  seq, times, cancel flag, lease expiry
+                                  seq, times, cancel flag, lease expiry, owner
     {<prefix>|<session id>}:log   stream: the events
-    {<prefix>|<session id>}:ctl   list: wakes the producer's ``wait_cancel`` (BLPOP)
+    {<prefix>|<session id>}:n     channel (sharded pub/sub): wakes waiters
 
 The log is a Redis Stream with explicit ids. One ``append`` is one script call that
 writes the whole batch as *one* stream entry whose id is ``<last seq of the batch>-0``,
@@ -15,9 +15,22 @@ with two fields: ``n``, the number of events, and ``b``, the events as one JSON 
 commands and a single argument to encode and parse, however many events it holds
 (encoding each event as its own argument made redis-py's packing the bottleneck).
 Each event still has its own sequence number and id. Sequence numbers map
-to ids, so ``read(after=k)`` is ``XRANGE (k-0 +`` (entries whose last seq exceeds ``k``)
-and a live tail is ``XREAD BLOCK ... STREAMS log k-0``, which wakes on the next append,
-on the terminal event, and on delete (which leaves a short-lived tombstone entry).
+to ids, so ``read(after=k)`` is ``XRANGE (k-0 +`` (entries whose last seq exceeds ``k``).
+
+Connections do not grow with sessions. No command blocks a pooled connection: waiting
+readers and producers' cancel watches wait in this process, on the :class:`Notifier`
+(``_redis_notify.py``), which holds one pub/sub connection per Redis node and wakes
+them when a script publishes on the session's channel (``a`` appended, ``f``
+finished, ``c`` cancel requested, ``d`` deleted). A waiter subscribes, then reads, then
+waits for a message newer than its read, so no event can slip between the read and
+the wait; a lost message (a reconnect, a slot migration) only delays a waiter until its
+bounded wait (``block_ms``) ends and it reads again. Every other command runs on the
+client's pool, but not one connection per call: calls queue in this process and go
+out together as pipelines, at most ``connections`` at once (``_redis_pipeline.py``).
+redis-py's asyncio pool raises ``MaxConnectionsError`` at its limit rather than wait,
+so bounding the store's own commands in flight is what keeps it inside any pool. The
+store thus uses at most ``connections`` pooled connections plus one per node, whatever
+the number of sessions, and under load one round trip carries many sessions' calls.
 
 Claims, fencing and leases. ``claim`` is a script that creates the hash only if it
 is absent. The fencing token is the server's time in microseconds at the claim and is
@@ -46,8 +59,12 @@ batch cheap), so a stream whose producer died and which nobody reads still disap
 finishing (or reaping) sets ``retention`` (at least ``FINISHED_LINGER``, so that readers
 still reading the stream reach its end) on every key and records when the retention
 ends; past that, the stream is hidden from everyone but those readers, and a claim
-replaces it. Deleting leaves two tombstones of one second that wake blocked readers
-and the producer's cancel wait.
+replaces it.
+
+Lost history. If the log disappears while the hash remains (evicted under a
+``volatile-*``/``allkeys-*`` maxmemory policy, deleted by hand, a restart without
+persistence), reads return fewer events than the hash promises; the consumer reports
+that as :class:`~resumable_sse.HistoryLostError` instead of reading again.
 
 Conversations. ``{<prefix>|<conversation id>}:active`` holds the session id of the
 conversation's active stream (a string, in the conversation's own slot). Setting it and
@@ -55,21 +72,21 @@ clearing it are scripts (set-if-absent-or-same-or-replace, compare-and-delete); 
 expires ``lease + retention`` after the last ``set_active`` naming that session, which
 the streamer repeats every ``lease / 3`` while the stream runs.
 
-Cancel. ``request_cancel`` sets the hash's flag and pushes to the control list; the
-producer's ``wait_cancel`` blocks on it with ``BLPOP``, so it wakes at once, anywhere.
+Cancel. ``request_cancel`` sets the hash's flag and publishes ``c``; the producer's
+``wait_cancel`` wakes at once, anywhere.
 
 Errors. Every ``redis.exceptions.RedisError`` (and ``OSError``) becomes
-:class:`~resumable_sse.StoreUnavailableError` at this module's boundary. Blocking
-commands are capped below the client's ``socket_timeout``.
+:class:`~resumable_sse.StoreUnavailableError` at this module's boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, NamedTuple, Union
 
 import anyio
@@ -82,12 +99,16 @@ from .._ids import new_incarnation
 from . import _redis_scripts as scripts
 from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
 from ._memory import DEFAULT_RETENTION
+from ._redis_host import TaskHost
 from ._redis_live import LiveIndex
+from ._redis_notify import Notifier, Watch
+from ._redis_pipeline import Pipelines
 
 __all__ = ["RedisStore"]
 
 DEFAULT_LEASE = 10.0
 DEFAULT_BLOCK_MS = 5_000
+DEFAULT_CONNECTIONS = 8
 
 _LOST_DATA = json.dumps(
     {"code": "producer_lost", "message": "The stream's producer stopped responding."},
@@ -98,11 +119,11 @@ RedisClient = Union["Redis", "RedisCluster"]
 
 
 class RedisKeys(NamedTuple):
-    """The Redis keys of one session (all under one hash tag: one Cluster slot)."""
+    """The Redis names of one session (all under one hash tag: one Cluster slot)."""
 
     meta: str
     log: str
-    ctl: str
+    channel: str  # a pub/sub channel, not a key
 
 
 @contextmanager
@@ -128,14 +149,15 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _socket_timeout(client: RedisClient) -> float | None:
-    """The client's socket timeout: redis-py's default (5 s) unless it says otherwise."""
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+def _pool_limit(client: RedisClient) -> int | None:
+    """The most connections the client's pool (or each Cluster node's) will open."""
     pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", None) or getattr(client, "connection_kwargs", {})
-    if not isinstance(kwargs, dict):
-        return 5.0
-    timeout = kwargs.get("socket_timeout", kwargs.get("orig_socket_timeout", 5.0))
-    return float(timeout) if timeout else None
+    limit = getattr(pool, "max_connections", None) or getattr(client, "max_connections", None)
+    return int(limit) if isinstance(limit, int) else None
 
 
 @final
@@ -152,11 +174,16 @@ class RedisStore(StreamStore):
         lease: Seconds a producer may go without renewing before its stream is
             suspect (default 10); a stream still suspect one lease later ends with
             ``lost_event``, so a dead producer is detected within about two leases.
-        block_ms: Longest blocking read, in ms (default 5000; capped below the
-            client's ``socket_timeout``).
+        block_ms: Longest wait, in ms, before a waiting reader or cancel watch reads
+            again even without news (default 5000): a lost notification delays a
+            waiter by at most this much.
         max_len: Keep about this many newest events per stream (whole batches are
             trimmed); ``None`` (the default) keeps all.
         lost_event: Event name stored when a producer is lost (default ``"error"``).
+        connections: Pooled connections the store's commands use at most, in this
+            process (default 8; at most the pool's ``max_connections`` minus one,
+            which the notifier uses). The commands of all sessions share them as
+            pipelines; on Cluster the bound holds per node.
     """
 
     def __init__(
@@ -170,13 +197,14 @@ class RedisStore(StreamStore):
         block_ms: int = DEFAULT_BLOCK_MS,
         max_len: int | None = None,
         lost_event: str = "error",
+        connections: int = DEFAULT_CONNECTIONS,
     ) -> None:
         if (client is None) == (url is None):
             raise ValueError("pass exactly one of client=... or url=...")
         if not prefix or any(c in prefix for c in "{}|"):
             raise ValueError("prefix must be non-empty, without '{', '}' or '|'")
-        if retention < 0 or lease <= 0 or block_ms < 1:
-            raise ValueError("retention must be >= 0, lease and block_ms > 0")
+        if retention < 0 or lease <= 0 or block_ms < 1 or connections < 1:
+            raise ValueError("retention must be >= 0, lease, block_ms and connections > 0")
         if max_len is not None and max_len < 1:
             raise ValueError("max_len must be >= 1")
         self._owned = client is None
@@ -188,14 +216,19 @@ class RedisStore(StreamStore):
         self.retention = retention
         self.lease = lease
         self.renew_interval = lease / 3
-        timeout = _socket_timeout(client)
-        if timeout is not None:
-            block_ms = max(1, min(block_ms, int(timeout * 800)))
-        self._block_ms = block_ms
-        # redis-py's RedisCluster fails commands issued concurrently before it has
-        # loaded the slot map, so the first command initialises it alone.
-        self._ready = not isinstance(client, RedisCluster)
+        self._wait = block_ms / 1000
+        pool_limit = _pool_limit(client)
+        if pool_limit is not None:
+            connections = max(1, min(connections, pool_limit - 1))
+        #: Pooled connections the store's commands use at most (after the pool's limit).
+        self.connections = connections
+        self._host = TaskHost()
+        self._notifier = Notifier(client, self._host, linger=self._wait)
+        self._ready = False
         self._init_lock = anyio.Lock()
+        self._pipelines = Pipelines(
+            client, self._host, connections=connections, scripts=scripts.ALL
+        )
         self._max_len = max_len or 0
         retention_ms = int(retention * 1000)
         lease_ms = max(int(lease * 1000), 1)
@@ -206,47 +239,55 @@ class RedisStore(StreamStore):
             lease_ms + retention_ms,
             lease_ms,
         ]
-        register = client.register_script
-        self._claim = register(scripts.CLAIM)
-        self._append = register(scripts.APPEND)
-        self._finish = register(scripts.FINISH)
-        self._read = register(scripts.READ)
-        self._request_cancel = register(scripts.REQUEST_CANCEL)
-        self._cancel_check = register(scripts.CANCEL_CHECK)
-        self._renew = register(scripts.RENEW)
-        self._delete = register(scripts.DELETE)
-        self._set_active = register(scripts.SET_ACTIVE)
-        self._clear_active = register(scripts.CLEAR_ACTIVE)
+        self._claim, self._append, self._finish, self._read = map(
+            _sha, (scripts.CLAIM, scripts.APPEND, scripts.FINISH, scripts.READ)
+        )
+        self._request_cancel, self._cancel_check, self._renew, self._delete = map(
+            _sha, (scripts.REQUEST_CANCEL, scripts.CANCEL_CHECK, scripts.RENEW, scripts.DELETE)
+        )
+        self._set_active = _sha(scripts.SET_ACTIVE)
+        self._clear_active = _sha(scripts.CLEAR_ACTIVE)
         self._active_ttl_ms = lease_ms + retention_ms
-        self._live = LiveIndex(client, prefix, lease)
+        self._live = LiveIndex(self._pipelines.call, prefix, lease)
 
     def keys(self, session_id: str) -> RedisKeys:
-        """The session's keys: meta hash, log stream, control list.
+        """The session's names: meta hash, log stream, notification channel.
 
         The hash tag is ``{<prefix>|<session id>}``. Session ids never contain ``|``
         and prefixes may not, so no session id can name another prefix's or another
         session's keys (``:`` is allowed in both and could not separate them).
         """
         tag = f"{{{self.prefix}|{session_id}}}"
-        return RedisKeys(f"{tag}:m", f"{tag}:log", f"{tag}:ctl")
+        return RedisKeys(f"{tag}:m", f"{tag}:log", f"{tag}:n")
 
     async def _ensure_ready(self) -> None:
+        """Load the slot map (Cluster) and the scripts, once, before the first command.
+
+        Loaded up front, the scripts are never missing when many sessions start at
+        once (each would otherwise get ``NOSCRIPT`` and load them itself).
+        """
         if self._ready:
             return
         async with self._init_lock:
             if not self._ready:
-                assert isinstance(self._client, RedisCluster)
                 with _translated():
-                    await self._client.initialize()
+                    if isinstance(self._client, RedisCluster):
+                        # redis-py's RedisCluster fails commands issued concurrently
+                        # before it has loaded the slot map.
+                        await self._client.initialize()
+                    await self._pipelines.load_scripts()
                 self._ready = True
 
-    async def _run(self, script: Any, session_id: str, *args: str | int) -> Any:
+    async def _run(self, sha: str, session_id: str, *args: str | int) -> Any:
+        """Run a script on the session's names (in the next shared pipeline)."""
         await self._ensure_ready()
         with _translated():
-            return await script(keys=list(self.keys(session_id)), args=[*self._common, *args])
+            return await self._pipelines.call(
+                "EVALSHA", sha, 3, *self.keys(session_id), *self._common, *args
+            )
 
-    async def _write(self, script: Any, session_id: str, claim: Claim, *args: str | int) -> None:
-        done = await self._run(script, session_id, str(claim.token), claim.incarnation, *args)
+    async def _write(self, sha: str, session_id: str, claim: Claim, *args: str | int) -> None:
+        done = await self._run(sha, session_id, str(claim.token), claim.incarnation, *args)
         if not int(done):
             raise LeaseLostError(f"stream {session_id!r} is no longer owned by this producer")
 
@@ -284,22 +325,37 @@ class RedisStore(StreamStore):
         incarnation: str | None = None,
     ) -> Page | None:
         after = max(after, 0)
-        reply = await self._run(self._read, session_id, after, limit, incarnation or "")
-        if reply is None:
-            return None
-        page, due_in_ms = self._page(reply, after, limit)
-        if not wait or page.events or page.info.state.finished:
-            return page
-        # Block until the log grows past ``after`` (or is deleted), but no longer than
-        # until the reap's next step is due: then the re-read below takes it.
-        block = max(1, min(self._block_ms, due_in_ms + 5))
-        with _translated():
-            await self._client.xread(
-                {self.keys(session_id).log: f"{after}-0"}, count=1, block=block
-            )
+        if not wait:
+            return await self._read_page(session_id, after, limit, incarnation or "")
+        async with self._watch(session_id) as watch:
+            reply = await self._run(self._read, session_id, after, limit, incarnation or "")
+            if reply is None:
+                return None
+            page, due_in_ms = self._page(reply, after, limit)
+            if page.events or page.info.state.finished:
+                return page
+            # Wait for news newer than that read, but no longer than until the reap's
+            # next step is due: then the read below takes it.
+            timeout = self._wait
+            if due_in_ms > 0:
+                timeout = min(timeout, due_in_ms / 1000 + 0.005)
+            await watch.wait(timeout)
         # This reader was attached if the stream ended meanwhile: it gets the end.
-        reply = await self._run(self._read, session_id, after, limit, page.info.incarnation)
+        return await self._read_page(session_id, after, limit, page.info.incarnation)
+
+    async def _read_page(
+        self, session_id: str, after: int, limit: int, incarnation: str
+    ) -> Page | None:
+        reply = await self._run(self._read, session_id, after, limit, incarnation)
         return None if reply is None else self._page(reply, after, limit)[0]
+
+    @asynccontextmanager
+    async def _watch(self, session_id: str) -> AsyncIterator[Watch]:
+        """Subscribe to the session's channel (the watch is marked on entry)."""
+        await self._ensure_ready()
+        with _translated():
+            async with self._notifier.watch(self.keys(session_id).channel, self._wait) as watch:
+                yield watch
 
     @staticmethod
     def _page(reply: Sequence[Any], after: int, limit: int) -> tuple[Page, int]:
@@ -332,14 +388,19 @@ class RedisStore(StreamStore):
         return bool(int(await self._run(self._request_cancel, session_id)))
 
     async def wait_cancel(self, session_id: str, claim: Claim) -> None:
-        ctl = self.keys(session_id).ctl
-        while not int(
-            await self._run(self._cancel_check, session_id, str(claim.token), claim.incarnation)
-        ):
-            # Wakes at once on a cancel request or a delete; the timeout only bounds
-            # the blocking call below the client's socket timeout.
-            with _translated():
-                await self._client.blpop([ctl], timeout=self._block_ms / 1000)
+        token = str(claim.token)
+        while True:
+            async with self._watch(session_id) as watch:
+                while True:
+                    if int(
+                        await self._run(self._cancel_check, session_id, token, claim.incarnation)
+                    ):
+                        return
+                    # Wakes at once on a cancel request, a finish or a delete; the
+                    # timeout only makes a lost notification a delay.
+                    await watch.wait(self._wait, control=True)
+                    if not watch.current:  # the subscription was lost: subscribe afresh
+                        break
 
     async def renew(self, session_id: str, claim: Claim) -> None:
         await self._write(self._renew, session_id, claim)
@@ -358,6 +419,7 @@ class RedisStore(StreamStore):
         Cost: one round trip to list the index, then one state read per listed
         stream (32 at a time); independent of the size of the database.
         """
+        await self._ensure_ready()
         ids = await self._live.members(owner, limit)
         found: list[tuple[str, StreamInfo]] = []
         stale: list[str] = []
@@ -382,10 +444,12 @@ class RedisStore(StreamStore):
         """
         return f"{{{self.prefix}|{conversation_id}}}:active"
 
-    async def _run_active(self, script: Any, conversation_id: str, *args: str | int) -> Any:
+    async def _run_active(self, sha: str, conversation_id: str, *args: str | int) -> Any:
         await self._ensure_ready()
         with _translated():
-            return await script(keys=[self.active_key(conversation_id)], args=list(args))
+            return await self._pipelines.call(
+                "EVALSHA", sha, 1, self.active_key(conversation_id), *args
+            )
 
     async def set_active(
         self, conversation_id: str, session_id: str, *, replace: bool
@@ -398,14 +462,15 @@ class RedisStore(StreamStore):
     async def get_active(self, conversation_id: str) -> str | None:
         await self._ensure_ready()
         with _translated():
-            current = await self._client.get(self.active_key(conversation_id))
+            current = await self._pipelines.call("GET", self.active_key(conversation_id))
         return None if current is None else _text(current)
 
     async def clear_active(self, conversation_id: str, session_id: str) -> bool:
         return bool(int(await self._run_active(self._clear_active, conversation_id, session_id)))
 
     async def aclose(self) -> None:
-        """Close the client if the store created it from ``url``."""
+        """Close the notifier's connections, and the client if the store made it from ``url``."""
+        await self._host.aclose()
         if self._owned:
             with _translated():
                 await self._client.aclose()

@@ -16,20 +16,22 @@ own state and drops, as it goes, entries whose stream ended or is gone; entries 
 score is older than three leases plus a minute (a producer that died with its
 process, whose stream was reaped by a reader) are pruned by score first.
 
-Cost. A claim, a renewal and an end each add one round trip of two ``ZADD``/``ZREM``
-commands, O(log N) in the number N of running streams. Listing is one round trip
-(``ZREMRANGEBYSCORE`` + ``ZREVRANGE``, O(log N + M)) plus one state read per listed
-stream, M of them, run 32 at a time: it grows with the streams listed, never with
-the size of the database (no ``KEYS`` or ``SCAN``).
+Cost. A claim, a renewal and an end each add one or two ``ZADD``/``ZREM`` commands,
+O(log N) in the number N of running streams, sent in the store's shared pipelines
+(no connection of their own). Listing is two round trips (``ZREMRANGEBYSCORE``, then
+``ZREVRANGE``, O(log N + M)) plus one state read per listed stream, M of them, run 32
+at a time: it grows with the streams listed, never with the size of the database (no
+``KEYS`` or ``SCAN``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
 from redis.exceptions import RedisError
 from typing_extensions import final
 
@@ -48,8 +50,9 @@ def _now_ms() -> int:
 class LiveIndex:
     """Adds, refreshes, removes and lists the running streams of one prefix."""
 
-    def __init__(self, client: Any, prefix: str, lease: float) -> None:
-        self._client = client
+    def __init__(self, call: Callable[..., Awaitable[Any]], prefix: str, lease: float) -> None:
+        # The store's shared pipelines: index updates never take connections of their own.
+        self._call = call
         self._all = f"{{{prefix}}}:live"
         self._owner_prefix = f"{{{prefix}}}:live:o:"
         self._stale_ms = int(lease * 3000) + 60_000
@@ -63,18 +66,20 @@ class LiveIndex:
     def _keys(self, owner: str | None) -> list[str]:
         return [self._all] if not owner else [self._all, self.key(owner)]
 
-    async def _apply(self, command: str, session_id: str, owner: str | None) -> None:
-        """One best-effort round trip: ``ZADD`` (score now) or ``ZREM`` on each set."""
+    async def _quietly(self, *command: Any) -> None:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in self._keys(owner):
-                    if command == "add":
-                        pipe.zadd(key, {session_id: _now_ms()})
-                    else:
-                        pipe.zrem(key, session_id)
-                await pipe.execute()
+            await self._call(*command)
         except (RedisError, OSError) as exc:  # the index is advisory: never fail a stream
-            logger.debug("live index %s of %r failed: %r", command, session_id, exc)
+            logger.debug("live index update %s failed: %r", command[0], exc)
+
+    async def _apply(self, command: str, session_id: str, owner: str | None) -> None:
+        """Best effort: ``ZADD`` (score now) or ``ZREM`` on each set, in one round trip."""
+        async with anyio.create_task_group() as tg:
+            for key in self._keys(owner):
+                if command == "add":
+                    tg.start_soon(self._quietly, "ZADD", key, _now_ms(), session_id)
+                else:
+                    tg.start_soon(self._quietly, "ZREM", key, session_id)
 
     async def add(self, session_id: str, owner: str | None) -> None:
         """A stream was claimed by this store."""
@@ -97,10 +102,8 @@ class LiveIndex:
         """
         key = self.key(owner)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zremrangebyscore(key, "-inf", _now_ms() - self._stale_ms)
-                pipe.zrevrange(key, 0, limit - 1)
-                _, members = await pipe.execute()
+            await self._call("ZREMRANGEBYSCORE", key, "-inf", _now_ms() - self._stale_ms)
+            members = await self._call("ZREVRANGE", key, 0, limit - 1)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"Redis is unavailable: {exc!r}") from exc
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
@@ -111,9 +114,4 @@ class LiveIndex:
         ``session_ids`` are streams found ended or gone when ``owner`` is ``None``, or
         streams not (or no longer) of ``owner`` otherwise. Best effort.
         """
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.key(owner), *session_ids)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            logger.debug("live index cleanup failed: %r", exc)
+        await self._quietly("ZREM", self.key(owner), *session_ids)

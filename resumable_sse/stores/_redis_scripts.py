@@ -1,9 +1,9 @@
 """The Lua scripts of the Redis store: each store operation is one atomic script call.
 
-Every script gets the same three keys (one hash tag, so one Cluster slot) and the same
+Every script gets the same three names (one hash tag, so one Cluster slot) and the same
 first five arguments::
 
-    KEYS[1] meta hash   KEYS[2] log stream   KEYS[3] control list
+    KEYS[1] meta hash   KEYS[2] log stream   KEYS[3] notification channel (not a key)
     ARGV[1] name of the "producer lost" event   ARGV[2] its data
     ARGV[3] retention (ms)   ARGV[4] sliding TTL while running (ms)   ARGV[5] lease (ms)
 
@@ -16,6 +16,12 @@ batch costs the same few commands and one argument whatever its size.
 A finished stream keeps its keys for ``max(retention, FINISHED_LINGER)`` and records in
 ``rx`` when its retention ends; past ``rx`` it is hidden (``claim`` replaces it, ``READ``
 returns nil) except from a ``READ`` naming its incarnation: a reader still reading it.
+
+Scripts that change what waiters wait for publish one letter on the session's channel
+with ``SPUBLISH`` (sharded pub/sub: on Cluster the message stays on the slot's node):
+``a`` appended, ``f`` finished, ``c`` cancel requested, ``d`` deleted. The store's
+notifier (``_redis_notify.py``) wakes the local waiters; a message nobody hears costs
+nothing but its delivery.
 
 Time comes from the server (``TIME``), never from a client's clock. Any script that
 loads the meta hash also *reaps*, in two steps, so that a stall or outage of Redis
@@ -42,6 +48,7 @@ from __future__ import annotations
 from ._contract import FINISHED_LINGER
 
 __all__ = [
+    "ALL",
     "APPEND",
     "CANCEL_CHECK",
     "CLAIM",
@@ -57,7 +64,7 @@ __all__ = [
 _PRELUDE = (
     f"local LINGER = {int(FINISHED_LINGER * 1000)}\n"
     + """
-local META, LOG, CTL = KEYS[1], KEYS[2], KEYS[3]
+local META, LOG, CHAN = KEYS[1], KEYS[2], KEYS[3]
 local KEEP = math.max(tonumber(ARGV[3]), LINGER)
 local RUNNING_TTL = tonumber(ARGV[4])
 local LEASE = tonumber(ARGV[5])
@@ -68,7 +75,6 @@ local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local function expire_all(ms)
   redis.call('PEXPIRE', META, ms)
   redis.call('PEXPIRE', LOG, ms)
-  redis.call('PEXPIRE', CTL, ms)
 end
 
 -- A stream that has just ended: hidden once its retention is over (at rx), kept for
@@ -101,6 +107,7 @@ local function load(tok, inc)
     redis.call('HSET', META, 'st', 'error', 'last', seq, 'u', NOW, 'lost', '1')
     m[3], m[5], m[7], m[10] = 'error', tostring(seq), tostring(NOW), '1'
     m[12] = ended()
+    redis.call('SPUBLISH', CHAN, 'f')
   end
   m[9] = tostring(tonumber(m[13]) + LEASE)
   return m
@@ -132,7 +139,7 @@ CLAIM = (
     + """
 local m = load()
 if m and not hidden(m, '') then return false end
-redis.call('DEL', META, LOG, CTL)
+redis.call('DEL', META, LOG)
 local tok = T[1] .. string.format('%06d', tonumber(T[2]))
 redis.call('HSET', META, 'inc', ARGV[6], 'tok', tok, 'st', 'running', 'first', '1',
            'last', '0', 'c', NOW, 'u', NOW, 'cx', '0', 'le', NOW + LEASE)
@@ -160,6 +167,7 @@ redis.call('XADD', LOG, top .. '-0', 'n', ARGV[10], 'b', ARGV[11])
 redis.call('HSET', META, 'last', top, 'u', NOW)
 extend(m)
 if last == 0 then redis.call('PEXPIRE', LOG, RUNNING_TTL) end
+redis.call('SPUBLISH', CHAN, 'a')
 local cap = tonumber(ARGV[9])
 if cap > 0 and top > cap then
   redis.call('XTRIM', LOG, 'MINID', (top - cap + 1) .. '-0')
@@ -185,6 +193,7 @@ if m[3] ~= 'running' or tonumber(m[5]) ~= seq - 1 then return 0 end
 redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', ARGV[10])
 redis.call('HSET', META, 'st', ARGV[8], 'last', seq, 'u', NOW)
 ended()
+redis.call('SPUBLISH', CHAN, 'f')
 return 1
 """
 )
@@ -220,6 +229,7 @@ if limit > 0 and tonumber(m[5]) > after then
       out[#out + 1] = entry[2][4]
       from = '(' .. entry[1]
     end
+    if #entries < 16 then break end  -- that was the end of the log
   end
 end
 return out
@@ -234,8 +244,7 @@ local m = load()
 if not m or m[3] ~= 'running' then return 0 end
 if m[8] ~= '1' then
   redis.call('HSET', META, 'cx', '1')
-  redis.call('LPUSH', CTL, '1')
-  redis.call('PEXPIRE', CTL, RUNNING_TTL)
+  redis.call('SPUBLISH', CHAN, 'c')
 end
 return 1
 """
@@ -265,19 +274,14 @@ return 1
 """
 )
 
-#: Returns 1 if a stream existed. Blocked readers and cancel waiters only wake when a
-#: key they block on gets data, so the deleted keys are replaced by short-lived
-#: tombstones: an entry after the log's end and an element in the control list.
+#: Returns 1 if a stream existed; its readers and producer are told.
 DELETE = (
     _PRELUDE
     + """
-local last = redis.call('HGET', META, 'last')
-if not last then return 0 end
-redis.call('DEL', META, LOG, CTL)
-redis.call('XADD', LOG, last .. '-1', 'deleted', '')
-redis.call('LPUSH', CTL, 'deleted')
-redis.call('PEXPIRE', LOG, 1000)
-redis.call('PEXPIRE', CTL, 1000)
+local existed = redis.call('DEL', META)
+redis.call('DEL', LOG)
+if existed == 0 then return 0 end
+redis.call('SPUBLISH', CHAN, 'd')
 return 1
 """
 )
@@ -306,3 +310,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+#: Every script, to load before the first call.
+ALL = (
+    CLAIM,
+    APPEND,
+    FINISH,
+    READ,
+    REQUEST_CANCEL,
+    CANCEL_CHECK,
+    RENEW,
+    DELETE,
+    SET_ACTIVE,
+    CLEAR_ACTIVE,
+)
