@@ -42,6 +42,7 @@ from .factory import StreamerOptions, get_streamer
 from .stores import (
     Claim,
     Entry,
+    FramePage,
     MemoryStore,
     Page,
     StoredEvent,
@@ -62,6 +63,7 @@ __all__ = [
     "ConversationBusyError",
     "Entry",
     "EventIdAheadError",
+    "FramePage",
     "HistoryLostError",
     "HistoryTrimmedError",
     "InvalidEventIdError",

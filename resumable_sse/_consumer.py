@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import dataclasses
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from typing_extensions import Self, final
 
@@ -14,14 +15,18 @@ from ._exceptions import (
     StaleEventIdError,
     TooManyConsumersError,
 )
+from ._frames import encode_frames, join_frames
 from ._ids import EventId
 from ._resource import AsyncResource
 from ._telemetry import NO_HOOKS, Hooks
-from .stores._contract import Page, StoredEvent, StreamInfo, StreamStore
+from .stores._contract import FramePage, Page, StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
 _FIRST_PAGE = 32
+#: The most bytes in one chunk of SSE bytes (unless one event is larger): what a client that
+#: stops reading can make the server buffer beyond the socket's own buffers.
+_CHUNK_BYTES = 256 * 1024
 
 
 def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
@@ -259,6 +264,81 @@ class Subscription(AsyncResource):
             except BaseException:
                 self._release()
                 raise
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The rest of the stream as SSE bytes: each chunk holds every event available.
+
+        A chunk holds every event the store has when it is read (read ``page_size`` at a
+        time, up to 256 KiB a chunk) and goes out at once, a lone event too: nothing
+        waits to fill a batch. The bytes are what ``EventSourceResponse`` makes of the
+        dicts this subscription yields when iterated. Use one form or the other.
+
+        Raises:
+            As :meth:`open` (if not opened yet); then SessionNotFoundError if the
+            stream is deleted or expires, HistoryTrimmedError if events are trimmed
+            before they are read, StoreUnavailableError.
+        """
+        try:
+            if self._info is None:
+                assert self._opener is not None, "Subscription used before open()"
+                await self._opener()  # opens this subscription
+            info = self._info
+            assert info is not None
+            events = self._events[self._index :]
+            if events:
+                self._index = len(self._events)
+                self._after = events[-1].seq
+                for chunk in join_frames(encode_frames(self._prefix, events), _CHUNK_BYTES):
+                    yield chunk
+            state, last_seq = info.state, info.last_seq
+            while not (state.finished and self._after >= last_seq):
+                page = await self._available(info.incarnation)
+                state, last_seq = page.state, page.last_seq
+                for chunk in join_frames(page.frames, _CHUNK_BYTES):
+                    yield chunk
+                if page.frames:
+                    self._hooks.delivered(len(page.frames))
+            self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
+        finally:
+            self._release()
+
+    async def _available(self, incarnation: str) -> FramePage:
+        """Every frame after the last one sent (waiting for one), up to _CHUNK_BYTES."""
+        page = await self._frames_after(incarnation, wait=True)
+        self._after += len(page.frames)
+        if len(page.frames) < self._page_size:  # the usual case: all there is
+            return page
+        frames, size = list(page.frames), sum(map(len, page.frames))
+        while len(page.frames) == self._page_size and size < _CHUNK_BYTES:
+            page = await self._frames_after(incarnation, wait=False)
+            self._after += len(page.frames)
+            frames += page.frames
+            size += sum(map(len, page.frames))
+        return page._replace(frames=frames)
+
+    async def _frames_after(self, incarnation: str, *, wait: bool) -> FramePage:
+        """The frames after the last one sent (waiting for them if ``wait``), checked."""
+        page = await self._store.read_frames(
+            self._session_id,
+            self._after,
+            limit=self._page_size,
+            wait=wait,
+            incarnation=incarnation,
+        )
+        if page is None or page.incarnation != incarnation:
+            raise SessionNotFoundError(
+                f"the stream of session {self._session_id!r} was deleted or expired"
+            )
+        if page.last_seq > self._after and (not page.frames or page.seq != self._after + 1):
+            # Events the stream counts but the store did not return: reading again would spin.
+            where = f"after {self.last_event_id}" if self._after else "from the start"
+            if self._after + 1 < page.first_seq:
+                raise HistoryTrimmedError(f"events {where} were trimmed before they were read")
+            raise HistoryLostError(
+                f"events {where} of session stream {incarnation} are missing from the store "
+                "(evicted, deleted or lost in a restart)"
+            )
+        return page
 
     async def _next_page(self) -> None:
         """Open, or read the next page (waiting for it); StopAsyncIteration at the end."""

@@ -41,12 +41,14 @@ from typing import NamedTuple
 
 from typing_extensions import final
 
+from .._frames import encode_frames
 from .._resource import AsyncResource
 
 __all__ = [
     "FINISHED_LINGER",
     "Claim",
     "Entry",
+    "FramePage",
     "Page",
     "StoredEvent",
     "StreamInfo",
@@ -134,6 +136,22 @@ class Page:
     events: Sequence[StoredEvent]
 
 
+class FramePage(NamedTuple):
+    """The result of :meth:`StreamStore.read_frames`: events as SSE bytes, ready to send.
+
+    ``frames[i]`` is the event numbered ``seq + i``; ``state``, ``first_seq`` and
+    ``last_seq`` are the stream's, as in :class:`StreamInfo`. A named tuple, not a
+    :class:`StreamInfo`: one is made per read, and a live reader reads once per token.
+    """
+
+    incarnation: str
+    state: StreamState
+    first_seq: int
+    last_seq: int
+    seq: int
+    frames: Sequence[bytes]
+
+
 class StreamStore(AsyncResource):
     """Where streams live. Subclass it to add a backend; see the module docstring.
 
@@ -217,6 +235,28 @@ class StreamStore(AsyncResource):
         Returns:
             The page, or ``None`` if no stream exists under ``session_id``.
         """
+
+    async def read_frames(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> FramePage | None:
+        """Like :meth:`read`, with each event as its SSE frame (see ``_frames``).
+
+        The default encodes what :meth:`read` returns; a store may instead build each
+        frame once and hand the same bytes to every reader.
+        """
+        page = await self.read(session_id, after, limit=limit, wait=wait, incarnation=incarnation)
+        if page is None:
+            return None
+        info, events = page.info, page.events
+        seq = events[0].seq if events else after + 1
+        frames = encode_frames(info.incarnation + "-", events)
+        return FramePage(info.incarnation, info.state, info.first_seq, info.last_seq, seq, frames)
 
     @abstractmethod
     async def info(self, session_id: str) -> StreamInfo | None:

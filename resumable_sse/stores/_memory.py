@@ -4,6 +4,10 @@ Each stream keeps its events in a Python list indexed by sequence number, so an 
 is O(1) and seeking to any position is O(1). Readers waiting for new events park on an
 ``anyio.Event`` that the next append or finish sets; nothing polls.
 
+Readers that send SSE bytes (``read_frames``) share one frame per event: it is built
+by the first such read that reaches it and kept with the stream, so a stream read that
+way holds each event's frame beside the event itself.
+
 Finished streams are remembered in an ordered dict, oldest finish first. Expired streams
 are dropped from its front whenever a stream is claimed or looked up, so memory stays
 bounded by the streams finished within the retention time (and by ``max_streams``). A
@@ -26,16 +30,19 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from itertools import count, repeat
 
 import anyio
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreFullError
+from .._frames import encode_frames
 from .._ids import new_incarnation
 from ._contract import (
     FINISHED_LINGER,
     Claim,
     Entry,
+    FramePage,
     Page,
     StoredEvent,
     StreamInfo,
@@ -59,6 +66,7 @@ class _Stream:
         "drop_at",
         "events",
         "expires_at",
+        "frames",
         "incarnation",
         "owner",
         "state",
@@ -72,6 +80,9 @@ class _Stream:
         self.token = token
         self.state = StreamState.RUNNING
         self.events: list[StoredEvent] = []
+        # The SSE frames of events[: len(frames)], built on the first read_frames that
+        # needs them and shared by every later reader.
+        self.frames: list[bytes] = []
         self.created_at = now
         self.updated_at = now
         # Set when it finishes: when its retention ends (it becomes invisible), and when
@@ -208,13 +219,10 @@ class MemoryStore(StreamStore):
             return  # a retry of a batch that landed
         if last != first_seq - 1 or stream.state.finished:
             raise LeaseLostError(f"stream {session_id!r} ends at {last}, not {first_seq - 1}")
-        # tuple.__new__ skips the named tuple's Python-level __new__: half the cost per event.
-        events.extend(
-            [
-                _new(StoredEvent, (seq, event, data))
-                for seq, (event, data) in enumerate(entries, first_seq)
-            ]
-        )
+        # All in C: zip builds each (seq, event, data) and tuple.__new__ makes it a
+        # StoredEvent without the named tuple's Python-level __new__.
+        names, datas = zip(*entries, strict=True)
+        events.extend(map(_new, repeat(StoredEvent), zip(count(first_seq), names, datas)))
         stream.updated_at = time.time()
         stream.wake()
 
@@ -237,6 +245,21 @@ class MemoryStore(StreamStore):
         self._finished[session_id] = stream
         stream.wake()
 
+    async def _stream_after(
+        self, session_id: str, after: int, wait: bool, incarnation: str | None
+    ) -> _Stream | None:
+        """The stream, once it has an event after ``after`` or has finished (if ``wait``)."""
+        stream = self._get(session_id, incarnation)
+        if stream is None:
+            return None
+        if wait and len(stream.events) <= after and not stream.state.finished:
+            if stream.changed is None:
+                stream.changed = anyio.Event()
+            await stream.changed.wait()
+            # This reader was attached when the stream ended: it gets the end.
+            stream = self._get(session_id, stream.incarnation)
+        return stream
+
     async def read(
         self,
         session_id: str,
@@ -246,19 +269,33 @@ class MemoryStore(StreamStore):
         wait: bool,
         incarnation: str | None = None,
     ) -> Page | None:
-        stream = self._get(session_id, incarnation)
+        after = max(after, 0)
+        stream = await self._stream_after(session_id, after, wait, incarnation)
         if stream is None:
             return None
-        after = max(after, 0)
-        if wait and len(stream.events) <= after and not stream.state.finished:
-            if stream.changed is None:
-                stream.changed = anyio.Event()
-            await stream.changed.wait()
-            # This reader was attached when the stream ended: it gets the end.
-            stream = self._get(session_id, stream.incarnation)
-            if stream is None:
-                return None
         return Page(stream.info(), stream.events[after : after + limit])
+
+    async def read_frames(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> FramePage | None:
+        after = max(after, 0)
+        stream = await self._stream_after(session_id, after, wait, incarnation)
+        if stream is None:
+            return None
+        events, frames = stream.events, stream.frames
+        end = min(len(events), after + limit)
+        if len(frames) < end:
+            frames += encode_frames(stream.incarnation + "-", events[len(frames) : end])
+        return _new(
+            FramePage,
+            (stream.incarnation, stream.state, 1, len(events), after + 1, frames[after:end]),
+        )
 
     async def info(self, session_id: str) -> StreamInfo | None:
         stream = self._get(session_id)
