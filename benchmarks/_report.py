@@ -49,6 +49,7 @@ class Report:
             "cpu": cpu,
             "cores": str(os.cpu_count()),
             "system": platform.platform(terse=True),
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         }
 
     def write_json(self, path: Path) -> None:
@@ -97,7 +98,8 @@ class Report:
             '<text x="10" y="20" font-size="15" font-weight="600">resumable-sse: ours / baseline '
             "(log scale; left of 1x: ours is cheaper or faster)</text>",
             f'<text x="10" y="38" fill="#555">{_esc(m["date"])}, {_esc(m["cpu"])}, '
-            f"{m['cores']} cores, Python {m['python']}; red: target missed</text>",
+            f"{m['cores']} cores (load {m['load']}), Python {m['python']}; "
+            "red: target missed</text>",
         ]
         one = x(1.0)
         parts.append(

@@ -40,6 +40,7 @@ from .factory import get_streamer
 from .stores import (
     Claim,
     Entry,
+    FramePage,
     MemoryStore,
     Page,
     StoredEvent,
@@ -60,6 +61,7 @@ __all__ = [
     "ConversationBusyError",
     "Entry",
     "EventIdAheadError",
+    "FramePage",
     "HistoryTrimmedError",
     "InvalidEventIdError",
     "InvalidItemError",

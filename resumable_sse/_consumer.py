@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import dataclasses
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from typing_extensions import Self, final
 
@@ -13,13 +14,16 @@ from ._exceptions import (
     StaleEventIdError,
     TooManyConsumersError,
 )
+from ._frames import encode_frames, join_frames
 from ._ids import EventId
 from ._resource import AsyncResource
-from .stores._contract import StoredEvent, StreamInfo, StreamStore
+from .stores._contract import FramePage, StoredEvent, StreamInfo, StreamStore
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
 _FIRST_PAGE = 32
+#: A chunk of SSE bytes stops growing past this size (it always holds whole events).
+_CHUNK_BYTES = 256 * 1024
 
 
 @final
@@ -206,6 +210,69 @@ class Subscription(AsyncResource):
             except BaseException:
                 self._release()
                 raise
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The rest of the stream as SSE bytes: each chunk holds every event available.
+
+        A chunk holds every event the store has when it is read (read ``page_size`` at a
+        time, up to about 256 KiB) and goes out at once, a lone event too: nothing
+        waits to fill a batch. The bytes are what ``EventSourceResponse`` makes of the
+        dicts this subscription yields when iterated. Use one form or the other.
+
+        Raises:
+            As :meth:`open` (if not opened yet); then SessionNotFoundError if the
+            stream is deleted or expires, HistoryTrimmedError if events are trimmed
+            before they are read, StoreUnavailableError.
+        """
+        try:
+            if self._info is None:
+                assert self._opener is not None, "Subscription used before open()"
+                await self.open(await self._opener())
+            info = self._info
+            assert info is not None
+            events = self._events[self._index :]
+            if events:
+                self._index = len(self._events)
+                self._after = events[-1].seq
+                yield join_frames(encode_frames(self._prefix, events))
+            state, last_seq = info.state, info.last_seq
+            while not (state.finished and self._after >= last_seq):
+                page = await self._available(info.incarnation)
+                state, last_seq = page.state, page.last_seq
+                if page.frames:
+                    yield join_frames(page.frames)
+            self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
+        finally:
+            self._release()
+
+    async def _available(self, incarnation: str) -> FramePage:
+        """Every frame after the last one sent (waiting for one), up to _CHUNK_BYTES."""
+        page = await self._frames_after(incarnation, wait=True)
+        self._after += len(page.frames)
+        if len(page.frames) < self._page_size:  # the usual case: all there is
+            return page
+        frames, size = list(page.frames), sum(map(len, page.frames))
+        while len(page.frames) == self._page_size and size < _CHUNK_BYTES:
+            page = await self._frames_after(incarnation, wait=False)
+            self._after += len(page.frames)
+            frames += page.frames
+            size += sum(map(len, page.frames))
+        return page._replace(frames=frames)
+
+    async def _frames_after(self, incarnation: str, *, wait: bool) -> FramePage:
+        """The frames after the last one sent (waiting for them if ``wait``), checked."""
+        page = await self._store.read_frames(
+            self._session_id, self._after, limit=self._page_size, wait=wait
+        )
+        if page is None or page.incarnation != incarnation:
+            raise SessionNotFoundError(
+                f"the stream of session {self._session_id!r} was deleted or expired"
+            )
+        if page.frames and page.seq != self._after + 1:
+            raise HistoryTrimmedError(
+                f"events after {self.last_event_id} were trimmed before they were read"
+            )
+        return page
 
     async def _next_page(self) -> None:
         """Open, or read the next page (waiting for it); StopAsyncIteration at the end."""

@@ -22,6 +22,7 @@ from ._exceptions import (
     ResumableSSEError,
     StoreUnavailableError,
 )
+from ._frames import encode_frame, with_retry
 from ._sources import Source
 from ._streamer import Streamer
 
@@ -103,19 +104,23 @@ async def sse_response(
 
 async def _events(
     subscription: Subscription, retry: int | None, error_event: str
-) -> AsyncIterator[Mapping[str, object]]:
+) -> AsyncIterator[bytes]:
+    # Bytes, which sse-starlette sends as they are: every event already available goes
+    # out in one write, encoded once (see _frames), exactly as the dicts would be.
+    chunks = subscription.chunks()
     try:
-        async for event in subscription:
-            if retry is not None:  # advised once, on the first event
-                yield {**event, "retry": retry}
-                retry = None
-                continue
-            yield event
+        if retry is not None:  # advised once, with the first event
+            async for chunk in chunks:
+                yield with_retry(chunk, retry)
+                break
+        async for chunk in chunks:
+            yield chunk
     except StoreUnavailableError as exc:
         # Closing without a terminal event makes the client reconnect and resume.
         logger.warning("closing a stream: %s", exc)
     except ResumableSSEError as exc:
         data = json.dumps({"code": exc.code, "message": str(exc)}, separators=(",", ":"))
-        yield {"event": error_event, "data": data}
+        yield encode_frame(None, error_event, data)
     finally:
+        await chunks.aclose()
         await subscription.aclose()

@@ -1,10 +1,11 @@
 """The producer: drains one generator into the store, in the background.
 
-Two tasks cooperate. The *reader* pulls items from the generator, encodes them and
-queues them; the *writer* appends whatever has queued up since its previous write in
-one batch (group commit), so a store with a network round trip pays one round trip per
-batch, not per token, and a slow store never slows the generator below its own pace
-until ``max_pending`` items wait (then the reader pauses: backpressure).
+Two tasks cooperate through a :class:`~resumable_sse._commit_queue.CommitQueue`. The
+*reader* pulls items from the generator, encodes them and pushes them; the *writer*
+takes whatever has queued up since its previous write and appends it in one batch
+(group commit), so a store with a network round trip pays one round trip per batch,
+not per token, and a slow store never slows the generator below its own pace until
+``max_pending`` items wait (then the reader pauses: backpressure).
 
 The stream always ends with a terminal event stored in the log: ``end`` when the
 generator is exhausted, ``error`` when it raises (or a limit or the store fails), and
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import anyio
 from typing_extensions import final
 
+from ._commit_queue import CommitQueue
 from ._events import TerminalEvents, encode_item
 from ._exceptions import (
     InvalidItemError,
@@ -108,11 +110,8 @@ class Producer:
         self._scope = anyio.CancelScope()
         self._stop_reason: str | None = None
         self._failure: ResumableSSEError | None = None
-        self._pending: list[Entry] = []
+        self._queue = CommitQueue(settings.max_pending)
         self._next_seq = 1
-        self._reading_done = False
-        self._writer_idle: anyio.Event | None = None
-        self._space: anyio.Event | None = None
 
     def stop(self, reason: str) -> None:
         """Stop the generator; the stream ends with the ``cancelled`` event.
@@ -138,8 +137,7 @@ class Producer:
                 async with anyio.create_task_group() as io:
                     io.start_soon(self._write_loop)
                     state, entry = await self._read_all()
-                    self._reading_done = True
-                    self._wake_writer()
+                    self._queue.close()
                 if self._failure is not None:  # the writer failed after reading ended
                     state, entry = self._outcome_of_failure(self._failure)
                 await self._finish(state, entry)
@@ -157,57 +155,26 @@ class Producer:
     # -- reading -----------------------------------------------------------------------
 
     async def _read_all(self) -> tuple[StreamState, Entry]:
+        """Queue every item of the generator; return the stream's final state and event."""
         settings = self._settings
-        terminal = settings.terminal
-        event = settings.event
         iterator: AsyncIterator[object] | None = None
-        max_event_bytes, max_events, max_bytes = (
-            settings.max_event_bytes,
-            settings.max_events,
-            settings.max_bytes,
-        )
-        # The writer empties this list in place, so a local alias stays valid.
-        pending = self._pending
-        push = pending.append
-        count = 0
-        total = 0
         try:
             with self._scope:
                 iterator = await open_source(self._source)
-                async for item in iterator:
-                    if type(item) is str and item.isascii():  # the common case, inlined
-                        entry, size = _new(Entry, (event, item)), len(item)
-                    else:
-                        entry, size = encode_item(item, event, terminal)
-                    count += 1
-                    total += size
-                    if size > max_event_bytes or count > max_events or total > max_bytes:
-                        raise _limit_error(settings, size, count, total)
-                    push(entry)
-                    if self._writer_idle is not None:
-                        self._wake_writer()
-                    if len(pending) >= settings.max_pending:
-                        self._space = anyio.Event()
-                        await self._space.wait()
+                await self._pump(iterator)
         except anyio.get_cancelled_exc_class() as exc:
             if _cancelled_from_outside():
                 raise
             # On asyncio a generator can raise CancelledError on its own (it awaited
             # something that was cancelled): a failure of this stream, not a shutdown.
             logger.error("generator of stream %r raised %r", self._session_id, exc)
-            message = settings.error_message(exc)
-            return StreamState.ERROR, Entry(
-                terminal.error, _error_data("generator_failed", message)
-            )
+            return self._generator_failed(exc)
         except (LimitExceededError, InvalidItemError) as exc:
             logger.warning("stream %r stopped: %s", self._session_id, exc)
-            return StreamState.ERROR, Entry(terminal.error, _error_data(exc.code, str(exc)))
+            return self._outcome_of_failure(exc)
         except Exception as exc:
             logger.exception("generator of stream %r raised", self._session_id)
-            message = settings.error_message(exc)
-            return StreamState.ERROR, Entry(
-                terminal.error, _error_data("generator_failed", message)
-            )
+            return self._generator_failed(exc)
         finally:
             if iterator is not None:
                 await self._close(iterator)
@@ -216,8 +183,37 @@ class Producer:
         if self._scope.cancel_called:
             reason = self._stop_reason or "cancelled"
             data = json.dumps({"reason": reason}, separators=(",", ":"))
-            return StreamState.CANCELLED, Entry(terminal.cancelled, data)
-        return StreamState.DONE, Entry(terminal.end, "")
+            return StreamState.CANCELLED, Entry(settings.terminal.cancelled, data)
+        return StreamState.DONE, Entry(settings.terminal.end, "")
+
+    async def _pump(self, iterator: AsyncIterator[object]) -> None:
+        """Encode, check and queue each item: the hot path, run once per token."""
+        settings = self._settings
+        terminal, event = settings.terminal, settings.event
+        max_event_bytes, max_events, max_bytes = (
+            settings.max_event_bytes,
+            settings.max_events,
+            settings.max_bytes,
+        )
+        push = self._queue.push
+        count = total = 0
+        async for item in iterator:
+            if type(item) is str and item.isascii():  # the common case, inlined
+                entry, size = _new(Entry, (event, item)), len(item)
+            else:
+                entry, size = encode_item(item, event, terminal)
+            count += 1
+            total += size
+            if size > max_event_bytes or count > max_events or total > max_bytes:
+                raise _limit_error(settings, size, count, total)
+            if push(entry):
+                await self._queue.wait_space()
+
+    def _generator_failed(self, exc: BaseException) -> tuple[StreamState, Entry]:
+        message = self._settings.error_message(exc)
+        return StreamState.ERROR, Entry(
+            self._settings.terminal.error, _error_data("generator_failed", message)
+        )
 
     def _outcome_of_failure(self, error: ResumableSSEError) -> tuple[StreamState, Entry]:
         return StreamState.ERROR, Entry(
@@ -235,24 +231,8 @@ class Producer:
 
     # -- writing -----------------------------------------------------------------------
 
-    def _wake_writer(self) -> None:
-        if self._writer_idle is not None:
-            self._writer_idle.set()
-            self._writer_idle = None
-
     async def _write_loop(self) -> None:
-        while True:
-            if not self._pending:
-                if self._reading_done:
-                    return
-                self._writer_idle = anyio.Event()
-                await self._writer_idle.wait()
-                continue
-            batch = self._pending.copy()
-            self._pending.clear()
-            if self._space is not None:
-                self._space.set()
-                self._space = None
+        while batch := await self._queue.take_all():
             try:
                 await self._with_retry(self._append, batch)
             except ResumableSSEError as exc:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
+from ._contract import (
+    Claim,
+    Entry,
+    FramePage,
+    Page,
+    StoredEvent,
+    StreamInfo,
+    StreamState,
+    StreamStore,
+)
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -17,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Claim",
     "Entry",
+    "FramePage",
     "MemoryStore",
     "Page",
     "RedisStore",

@@ -35,9 +35,19 @@ from typing import NamedTuple
 
 from typing_extensions import final
 
+from .._frames import encode_frames
 from .._resource import AsyncResource
 
-__all__ = ["Claim", "Entry", "Page", "StoredEvent", "StreamInfo", "StreamState", "StreamStore"]
+__all__ = [
+    "Claim",
+    "Entry",
+    "FramePage",
+    "Page",
+    "StoredEvent",
+    "StreamInfo",
+    "StreamState",
+    "StreamStore",
+]
 
 
 class StreamState(str, enum.Enum):
@@ -115,6 +125,21 @@ class Page:
     events: Sequence[StoredEvent]
 
 
+class FramePage(NamedTuple):
+    """The result of :meth:`StreamStore.read_frames`: events as SSE bytes, ready to send.
+
+    ``frames[i]`` is the event numbered ``seq + i``; ``last_seq`` and ``state`` are the
+    stream's, as in :class:`StreamInfo`. A named tuple, not a :class:`StreamInfo`: one
+    is made per read, and a live reader reads once per token.
+    """
+
+    incarnation: str
+    state: StreamState
+    last_seq: int
+    seq: int
+    frames: Sequence[bytes]
+
+
 class StreamStore(AsyncResource):
     """Where streams live. Subclass it to add a backend; see the module docstring.
 
@@ -184,6 +209,22 @@ class StreamStore(AsyncResource):
         Returns:
             The page, or ``None`` if no stream exists under ``session_id``.
         """
+
+    async def read_frames(
+        self, session_id: str, after: int, *, limit: int, wait: bool
+    ) -> FramePage | None:
+        """Like :meth:`read`, with each event as its SSE frame (see ``_frames``).
+
+        The default encodes what :meth:`read` returns; a store may instead build each
+        frame once and hand the same bytes to every reader.
+        """
+        page = await self.read(session_id, after, limit=limit, wait=wait)
+        if page is None:
+            return None
+        info, events = page.info, page.events
+        seq = events[0].seq if events else after + 1
+        frames = encode_frames(info.incarnation + "-", events)
+        return FramePage(info.incarnation, info.state, info.last_seq, seq, frames)
 
     @abstractmethod
     async def info(self, session_id: str) -> StreamInfo | None:

@@ -4,6 +4,10 @@ Each stream keeps its events in a Python list indexed by sequence number, so an 
 is O(1) and seeking to any position is O(1). Readers waiting for new events park on an
 ``anyio.Event`` that the next append or finish sets; nothing polls.
 
+Readers that send SSE bytes (``read_frames``) share one frame per event: it is built
+by the first such read that reaches it and kept with the stream, so a stream read that
+way holds each event's frame beside the event itself.
+
 Finished streams are remembered in a queue ordered by finish time. Expired streams are
 dropped from its front whenever a stream is claimed or looked up, so memory stays
 bounded by the streams finished within the retention time (and by ``max_streams``).
@@ -20,13 +24,24 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import count, repeat
 
 import anyio
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreFullError
+from .._frames import encode_frames
 from .._ids import new_incarnation
-from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
+from ._contract import (
+    Claim,
+    Entry,
+    FramePage,
+    Page,
+    StoredEvent,
+    StreamInfo,
+    StreamState,
+    StreamStore,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -43,6 +58,7 @@ class _Stream:
         "created_at",
         "events",
         "expires_at",
+        "frames",
         "incarnation",
         "owner",
         "state",
@@ -56,6 +72,9 @@ class _Stream:
         self.token = token
         self.state = StreamState.RUNNING
         self.events: list[StoredEvent] = []
+        # The SSE frames of events[: len(frames)], built on the first read_frames that
+        # needs them and shared by every later reader.
+        self.frames: list[bytes] = []
         self.created_at = now
         self.updated_at = now
         self.expires_at: float | None = None
@@ -177,13 +196,10 @@ class MemoryStore(StreamStore):
             return  # a retry of a batch that landed
         if last != first_seq - 1 or stream.state.finished:
             raise LeaseLostError(f"stream {session_id!r} ends at {last}, not {first_seq - 1}")
-        # tuple.__new__ skips the named tuple's Python-level __new__: half the cost per event.
-        events.extend(
-            [
-                _new(StoredEvent, (seq, event, data))
-                for seq, (event, data) in enumerate(entries, first_seq)
-            ]
-        )
+        # All in C: zip builds each (seq, event, data) and tuple.__new__ makes it a
+        # StoredEvent without the named tuple's Python-level __new__.
+        names, datas = zip(*entries, strict=True)
+        events.extend(map(_new, repeat(StoredEvent), zip(count(first_seq), names, datas)))
         stream.updated_at = time.time()
         stream.wake()
 
@@ -204,19 +220,39 @@ class MemoryStore(StreamStore):
         self._finished.append((stream.expires_at, session_id, stream))
         stream.wake()
 
-    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+    async def _stream_after(self, session_id: str, after: int, wait: bool) -> _Stream | None:
+        """The stream, once it has an event after ``after`` or has finished (if ``wait``)."""
         stream = self._get(session_id)
         if stream is None:
             return None
-        after = max(after, 0)
         if wait and len(stream.events) <= after and not stream.state.finished:
             if stream.changed is None:
                 stream.changed = anyio.Event()
             await stream.changed.wait()
             stream = self._get(session_id)
-            if stream is None:
-                return None
+        return stream
+
+    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+        after = max(after, 0)
+        stream = await self._stream_after(session_id, after, wait)
+        if stream is None:
+            return None
         return Page(stream.info(), stream.events[after : after + limit])
+
+    async def read_frames(
+        self, session_id: str, after: int, *, limit: int, wait: bool
+    ) -> FramePage | None:
+        after = max(after, 0)
+        stream = await self._stream_after(session_id, after, wait)
+        if stream is None:
+            return None
+        events, frames = stream.events, stream.frames
+        end = min(len(events), after + limit)
+        if len(frames) < end:
+            frames += encode_frames(stream.incarnation + "-", events[len(frames) : end])
+        return _new(
+            FramePage, (stream.incarnation, stream.state, len(events), after + 1, frames[after:end])
+        )
 
     async def info(self, session_id: str) -> StreamInfo | None:
         stream = self._get(session_id)

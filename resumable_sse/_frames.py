@@ -1,0 +1,59 @@
+"""Events as the bytes an SSE response sends: one *frame* per event.
+
+The encoding is exactly the one sse-starlette gives an event dict (its default ``\\r\\n``
+line separator): ``id``, ``event``, one ``data`` line per line of the data (CR, LF and
+CRLF all split lines), then ``retry`` if any, then a blank line. Building the bytes here
+lets a response send every event that is ready as one chunk (one socket write) and lets
+a store build each frame once for all its readers; sse-starlette passes ``bytes`` items
+through unchanged, so what reaches the client is byte for byte what the dicts gave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the store contract imports this module
+    from .stores._contract import StoredEvent
+
+__all__ = ["encode_frame", "encode_frames", "join_frames", "with_retry"]
+
+
+def _data_lines(data: str) -> str:
+    if "\n" in data or "\r" in data:
+        return "\r\ndata: ".join(data.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return data
+
+
+def encode_frame(event_id: str | None, event: str, data: str) -> bytes:
+    """One event as SSE bytes; ``event_id`` ``None`` leaves the ``id`` field out.
+
+    Event names and ids never contain line breaks (they are validated), so only the
+    data needs splitting into lines.
+    """
+    lines = _data_lines(data)
+    if event_id is None:
+        return f"event: {event}\r\ndata: {lines}\r\n\r\n".encode()
+    return f"id: {event_id}\r\nevent: {event}\r\ndata: {lines}\r\n\r\n".encode()
+
+
+def encode_frames(prefix: str, events: Sequence[StoredEvent]) -> list[bytes]:
+    """Frames of stored events, with ids ``<prefix><seq>`` (the prefix ends with ``-``)."""
+    return [
+        f"id: {prefix}{seq}\r\nevent: {event}\r\ndata: {_data_lines(data)}\r\n\r\n".encode()
+        for seq, event, data in events
+    ]
+
+
+def join_frames(frames: Sequence[bytes]) -> bytes:
+    """Frames as one chunk (a lone frame is returned as it is, not copied)."""
+    return frames[0] if len(frames) == 1 else b"".join(frames)
+
+
+def with_retry(chunk: bytes, retry: int) -> bytes:
+    """``chunk`` with a ``retry`` field added to its first frame, where sse-starlette puts it.
+
+    A frame's only blank line is its end: every data line starts with ``data:``.
+    """
+    end = chunk.index(b"\r\n\r\n") + 2
+    return b"%bretry: %d\r\n%b" % (chunk[:end], retry, chunk[end:])
