@@ -314,6 +314,7 @@ class Streamer:
         last_id: str | None = None,
         *,
         principal: str | None = None,
+        compact: bool = False,
     ) -> Subscription:
         """Start the stream if needed and open a subscription at ``last_id``, eagerly.
 
@@ -323,6 +324,12 @@ class Streamer:
         Close the subscription (``aclose()``) if you stop reading it early, to give back
         its consumer slot at once.
 
+        With ``compact=True``, the events already stored (the replay after ``last_id``)
+        come with every run of consecutive text events (``str`` or ``bytes`` items)
+        merged into one event carrying their concatenated data and the id of the last
+        one; JSON items, custom and terminal events keep their place; later events come
+        one by one. Every id sent is an exact resume point.
+
         Raises:
             InvalidSessionIdError, InvalidEventIdError (and its subclasses),
             AccessDeniedError, SessionNotFoundError, HistoryTrimmedError,
@@ -330,13 +337,22 @@ class Streamer:
             StreamerClosedError.
         """
         position = await self._prepare(session_id, generator, last_id, principal)
-        return await self._subscription(session_id).open(position)
+        return await self._subscription(session_id, compact=compact).open(position)
 
     def _subscription(
-        self, session_id: str, opener: Callable[[], Awaitable[EventId | None]] | None = None
+        self,
+        session_id: str,
+        opener: Callable[[], Awaitable[EventId | None]] | None = None,
+        *,
+        compact: bool,
     ) -> Subscription:
         return Subscription(
-            self.store, session_id, page_size=self._page_size, opener=opener, slots=self._slots
+            self.store,
+            session_id,
+            page_size=self._page_size,
+            opener=opener,
+            slots=self._slots,
+            compact=compact,
         )
 
     async def _prepare(
@@ -369,6 +385,7 @@ class Streamer:
         last_id: str | None = None,
         *,
         principal: str | None = None,
+        compact: bool = False,
     ) -> Subscription:
         """Stream a session: start it if it is new, then yield its events from ``last_id``.
 
@@ -382,17 +399,25 @@ class Streamer:
             last_id: The client's ``Last-Event-ID``; ``None``, ``""`` or ``"0"`` for the
                 start. Exclusive: streaming resumes with the event after it.
             principal: Who is asking (the app's user id), for the authorize policy.
+            compact: Merge runs of text events in the replay (see :meth:`open`).
         """
 
         async def opener() -> EventId | None:
             return await self._prepare(session_id, generator, last_id, principal)
 
-        return self._subscription(session_id, opener)
+        return self._subscription(session_id, opener, compact=compact)
 
     def resume(
-        self, session_id: str, last_id: str | None = None, *, principal: str | None = None
+        self,
+        session_id: str,
+        last_id: str | None = None,
+        *,
+        principal: str | None = None,
+        compact: bool = False,
     ) -> Subscription:
         """Like :meth:`stream`, for an existing stream only; never starts one.
+
+        ``compact`` is as for :meth:`open`.
 
         Raises (when iterated):
             SessionNotFoundError: there is no stream under this session id.
@@ -401,7 +426,7 @@ class Streamer:
         async def opener() -> EventId | None:
             return await self._prepare(session_id, None, last_id, principal)
 
-        return self._subscription(session_id, opener)
+        return self._subscription(session_id, opener, compact=compact)
 
     # -- managing -----------------------------------------------------------------------
 
