@@ -23,7 +23,12 @@ from typing_extensions import final
 
 from .stores._contract import StoredEvent
 
-__all__ = ["Compactor"]
+__all__ = ["COMPACT_HEADER", "COMPACT_PARAM", "Compactor"]
+
+#: The request header (``Compact-Replay: 1``) and query parameter (``compact=1``, which
+#: a browser's ``EventSource`` can send) by which a client asks for a compacted replay.
+COMPACT_HEADER = "Compact-Replay"
+COMPACT_PARAM = "compact"
 
 
 def _lf(data: str) -> str:

@@ -17,6 +17,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ._compact import COMPACT_HEADER, COMPACT_PARAM
 from ._consumer import Subscription
 from ._exceptions import (
     ResumableSSEError,
@@ -26,14 +27,10 @@ from ._frames import encode_frame, with_retry
 from ._sources import Source
 from ._streamer import Streamer
 
-__all__ = ["COMPACT_HEADER", "compact_requested", "error_response", "last_event_id", "sse_response"]
+__all__ = ["compact_requested", "error_response", "last_event_id", "sse_response"]
 
 logger = logging.getLogger("resumable_sse")
 
-#: The request header (``Compact-Replay: 1``) and query parameter (``compact=1``) by
-#: which a client asks for a compacted replay.
-COMPACT_HEADER = "Compact-Replay"
-_COMPACT_PARAM = "compact"
 _YES = frozenset({"1", "true", "yes", "on"})
 
 #: Headers that keep proxies from buffering or transforming the stream.
@@ -71,7 +68,7 @@ def compact_requested(request: Request) -> bool:
     """
     value = request.headers.get(COMPACT_HEADER)
     if value is None:
-        value = request.query_params.get(_COMPACT_PARAM)
+        value = request.query_params.get(COMPACT_PARAM)
     return value is not None and value.strip().lower() in _YES
 
 

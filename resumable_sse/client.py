@@ -16,6 +16,11 @@ events it already has, and stops after the terminal event (``end``, ``error`` or
 A stream started by a POST is resumed by GET from the response's ``Content-Location``
 (or ``resume_url=``). A POST is never repeated: it could start the work twice.
 
+A client that starts with nothing (no ``last_event_id``) asks for a *compacted* replay
+(``Compact-Replay: 1``): the text stored so far arrives as one event per run instead of
+one per token, with the id of the last token it covers; a server that does not compact
+sends every event, which reads the same. Reconnects resume after the last id, unmerged.
+
 Errors, both :class:`~resumable_sse.ResumableSSEError`::
 
     ResumableSSEError
@@ -40,6 +45,7 @@ import httpx
 from httpx_sse import EventSource, aconnect_sse
 from typing_extensions import final
 
+from ._compact import COMPACT_HEADER
 from ._events import TerminalEvents
 from ._exceptions import ResumableSSEError, StaleEventIdError
 from ._ids import EventId, parse_last_event_id
@@ -148,6 +154,8 @@ class ResumableEventSource(AsyncResource):
         max_retry_delay: Cap of the backoff, in seconds. The first delay is the server's
             ``retry`` (1 s unless it says otherwise), doubled on each failure.
         terminal_events: The terminal event names, if the server renamed them.
+        compact: Ask for a compacted replay when starting with nothing (the default);
+            false reads every event as it was stored.
     """
 
     def __init__(
@@ -163,8 +171,10 @@ class ResumableEventSource(AsyncResource):
         max_retries: int = 10,
         max_retry_delay: float = 30.0,
         terminal_events: TerminalEvents | None = None,
+        compact: bool = True,
     ) -> None:
         self._client = client
+        self._compact = compact
         self._method = method.upper()
         self._first_url = url
         self._json = json
@@ -241,6 +251,8 @@ class ResumableEventSource(AsyncResource):
         headers = dict(self._headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
+        elif self._compact:
+            headers[COMPACT_HEADER] = "1"
         if first:
             method, url, body = self._method, self._first_url, {"json": self._json}
         else:
@@ -357,6 +369,7 @@ async def stream_events(
     max_retries: int = 10,
     max_retry_delay: float = 30.0,
     terminal_events: TerminalEvents | None = None,
+    compact: bool = True,
 ) -> AsyncIterator[StreamEvent]:
     """Iterate over a stream's events, reconnecting transparently.
 
@@ -383,6 +396,7 @@ async def stream_events(
         max_retries=max_retries,
         max_retry_delay=max_retry_delay,
         terminal_events=terminal_events,
+        compact=compact,
     )
     async with source:
         async for event in source:

@@ -43,9 +43,7 @@ _custom = st.fixed_dictionaries(
     {"data": st.one_of(_text, _json)},
     optional={"event": st.sampled_from(["message", "tool_call", "status"])},
 )
-_item = st.one_of(
-    _text, _text.map(lambda text: text.encode()), _json, _custom, _text, _text
-)
+_item = st.one_of(_text, _text.map(lambda text: text.encode()), _json, _custom, _text, _text)
 
 
 def lf(data: str) -> str:
