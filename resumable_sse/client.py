@@ -16,7 +16,7 @@ events it already has, and stops after the terminal event (``end``, ``error`` or
 A stream started by a POST is resumed by GET from the response's ``Content-Location``
 (or ``resume_url=``). A POST is never repeated: it could start the work twice.
 
-A client that starts with nothing (no ``last_event_id``) asks for a *compacted* replay
+A GET that starts with nothing (no ``last_event_id``) asks for a *compacted* replay
 (``Compact-Replay: 1``): the text stored so far arrives as one event per run instead of
 one per token, with the id of the last token it covers; a server that does not compact
 sends every event, which reads the same. Reconnects resume after the last id, unmerged.
@@ -154,8 +154,8 @@ class ResumableEventSource(AsyncResource):
         max_retry_delay: Cap of the backoff, in seconds. The first delay is the server's
             ``retry`` (1 s unless it says otherwise), doubled on each failure.
         terminal_events: The terminal event names, if the server renamed them.
-        compact: Ask for a compacted replay when starting with nothing (the default);
-            false reads every event as it was stored.
+        compact: Ask for a compacted replay when a GET starts with nothing (the
+            default); false reads every event as it was stored.
     """
 
     def __init__(
@@ -251,7 +251,7 @@ class ResumableEventSource(AsyncResource):
         headers = dict(self._headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
-        elif self._compact:
+        elif self._compact and not first:  # a GET from nothing; a POST starts the stream
             headers[COMPACT_HEADER] = "1"
         if first:
             method, url, body = self._method, self._first_url, {"json": self._json}
