@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 import pytest
+from fastapi import Depends, FastAPI
+from fastapi.sse import EventSourceResponse
 from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +24,7 @@ from starlette.routing import Route
 
 from resumable_sse import Streamer, sse_response
 from resumable_sse.client import StreamEvent, stream_events
+from resumable_sse.fastapi import ServerSentEvents, add_exception_handler, resume
 from tests.proxy import drop_proxy
 from tests.servers import serve_in_task
 from tests.stores import HARNESSES
@@ -180,8 +183,8 @@ async def test_python_client_resumes_exactly_after_a_drop_in_the_tail(site: Site
         httpx.AsyncClient(base_url=proxy.url, timeout=30) as http,
     ):
         async with aconnect_sse(http, "GET", "/s/gated2") as starter:
-            async for event in starter.aiter_sse():
-                if event.data == ITEMS[29]:
+            async for sse in starter.aiter_sse():
+                if sse.data == ITEMS[29]:
                     break
         got: list[StreamEvent] = []
         async for event in stream_events(http, "/s/gated2", max_retry_delay=0.05):
@@ -195,3 +198,26 @@ async def test_python_client_resumes_exactly_after_a_drop_in_the_tail(site: Site
         ids = [int(str(e.id).rsplit("-", 1)[1]) for e in got]
         assert ids == sorted(set(ids))
         assert ids[3] == 30
+
+
+async def test_fastapi_dependency_follows_the_request(site: Site) -> None:
+    """``resume(streamer)`` on FastAPI's own SSE compacts when asked, else sends each event."""
+    api = FastAPI()
+    add_exception_handler(api)
+
+    @api.get("/f/{session_id}", response_class=EventSourceResponse)
+    async def stream(
+        events: ServerSentEvents = Depends(resume(site.streamer)),  # noqa: B008 - FastAPI's form
+    ) -> AsyncIterator[object]:
+        async for event in events:
+            yield event
+
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as http:
+        full = await events(http, "/s/fastapi")
+    async with serve_in_task(api) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        plain = await events(http, "/f/fastapi")
+        merged = await events(http, "/f/fastapi?compact=1")
+    assert plain == full
+    assert [data for _, _, data in merged][1:3] == ['{"n":1}', "t"]
+    assert len(merged) == 5
+    assert text_of(merged) == TEXT
