@@ -14,6 +14,7 @@ import anyio
 
 from benchmarks import (
     scenarios_aisdk,
+    scenarios_browser,
     scenarios_compact,
     scenarios_core,
     scenarios_http,
@@ -30,7 +31,7 @@ async def main_async(quick: bool, only: set[str]) -> Report:
     report = Report(quick=quick)
     n = 2_000 if quick else 10_000
     rounds = 3 if quick else 9
-    few = 1 if quick else 3  # rounds of the scenarios that take many seconds each
+    few = 1  # rounds of the scenarios that take many seconds each (after a warm-up)
 
     def wanted(name: str) -> bool:
         return not only or name in only
@@ -57,8 +58,10 @@ async def main_async(quick: bool, only: set[str]) -> Report:
             await scenarios_http_load.llm_pace(report, sessions, seconds, few)
         if wanted("core"):
             await scenarios_core.memory(report, 500 if quick else 10_000, 20)
-        if wanted("aisdk"):
             await scenarios_aisdk.chunks(report, n)
+            scenarios_browser.parser_chunking(
+                report, 1 << (16 if quick else 20), 2_000 if quick else 20_000
+            )
         if wanted("redis"):
             await scenarios_redis.redis_and_peers(report, server.url, n)
             await scenarios_redis.redis_memory(report, server.url, n)

@@ -4,7 +4,10 @@ The streamer asks an ``authorize`` callable before each operation that names a
 *principal* (the app's user id, typically). The default, :func:`owner_only`, binds a
 stream to the principal that started it and lets only that principal near it. A denied
 request raises :class:`~resumable_sse.AccessDeniedError` with the same message whether
-the session exists or not, so a stranger learns nothing, not even that.
+the session exists or not. Reading, inspecting, cancelling or deleting thus tells a
+stranger nothing, not even existence; *starting* does tell whether an id is taken (a free
+id starts the caller's stream, a taken one is denied), which is safe for unguessable ids
+(``new_session_id()``, 128 random bits). SECURITY.md spells out what can be observed.
 
 Operations without a principal (trusted server-side code) are not checked by the
 default policy; a custom ``authorize`` sees them too, with ``principal=None``.
@@ -51,7 +54,8 @@ def owner_only(request: AccessRequest) -> bool:
     """The default policy: a stream belongs to the principal that started it.
 
     Anyone may start a new stream (it becomes theirs); only its owner may read, inspect,
-    cancel or delete it. Requests without a principal are trusted.
+    cancel or delete it. Requests without a principal are trusted. A start on an id held
+    by someone else's stream is denied, so a start reveals whether an id is taken.
     """
     if request.principal is None:
         return True

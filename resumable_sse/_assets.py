@@ -5,8 +5,9 @@ needs no npm step: mount it and import it from the page::
 
     app.routes.append(client_mount())          # serves /resumable-sse/resumable-sse.js
 
-The files are the package's ``_browser`` directory and nothing else, so mounting them
-exposes no demo or source file.
+It imports its helper modules (``sse-parser.js``, ``backoff.js``, ``storage.js``) by
+relative url, so they are served from the same place. The files are the package's ``_browser``
+directory and nothing else, so mounting them exposes no demo or source file.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def client_assets() -> StaticFiles:
     """The browser client's files as an ASGI app, to mount wherever suits the app.
 
     Returns:
-        A Starlette ``StaticFiles`` app serving ``resumable-sse.js`` (with ``ETag`` and
-        ``Last-Modified``, so browsers revalidate rather than download it again).
+        A Starlette ``StaticFiles`` app serving ``resumable-sse.js`` and the modules it
+        imports (with ``ETag`` and ``Last-Modified``, so browsers revalidate rather than
+        download them again).
     """
     return StaticFiles(packages=[("resumable_sse", "_browser")])
 

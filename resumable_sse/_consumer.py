@@ -23,7 +23,8 @@ from .stores._contract import FramePage, StoredEvent, StreamInfo, StreamStore
 __all__ = ["ConsumerSlots", "Subscription"]
 
 _FIRST_PAGE = 32
-#: A chunk of SSE bytes stops growing past this size (it always holds whole events).
+#: The most bytes in one chunk of SSE bytes (unless one event is larger): what a client that
+#: stops reading can make the server buffer beyond the socket's own buffers.
 _CHUNK_BYTES = 256 * 1024
 
 
@@ -149,7 +150,11 @@ class Subscription(AsyncResource):
         # A short first page: the first event goes out as soon as possible, whatever the
         # position; later pages are full-sized.
         first_limit = min(self._page_size, _FIRST_PAGE)
-        page = await self._store.read(self._session_id, after, limit=first_limit, wait=False)
+        # A resume names its stream: one that just ended is read to its end (see read()).
+        incarnation = None if position is None else position.incarnation
+        page = await self._store.read(
+            self._session_id, after, limit=first_limit, wait=False, incarnation=incarnation
+        )
         if page is None:
             raise SessionNotFoundError(f"no stream for session {self._session_id!r}")
         info = page.info
@@ -269,7 +274,7 @@ class Subscription(AsyncResource):
         """The rest of the stream as SSE bytes: each chunk holds every event available.
 
         A chunk holds every event the store has when it is read (read ``page_size`` at a
-        time, up to about 256 KiB) and goes out at once, a lone event too: nothing
+        time, up to 256 KiB a chunk) and goes out at once, a lone event too: nothing
         waits to fill a batch. The bytes are what ``EventSourceResponse`` makes of the
         dicts this subscription yields when iterated. Use one form or the other.
 
@@ -288,13 +293,14 @@ class Subscription(AsyncResource):
             if events:
                 self._index = len(self._events)
                 self._after = events[-1].seq
-                yield join_frames(encode_frames(self._prefix, events))
+                for chunk in join_frames(encode_frames(self._prefix, events), _CHUNK_BYTES):
+                    yield chunk
             state, last_seq = info.state, info.last_seq
             while not (state.finished and self._after >= last_seq):
                 page = await self._available(info.incarnation)
                 state, last_seq = page.state, page.last_seq
-                if page.frames:
-                    yield join_frames(page.frames)
+                for chunk in join_frames(page.frames, _CHUNK_BYTES):
+                    yield chunk
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()
@@ -316,7 +322,11 @@ class Subscription(AsyncResource):
     async def _frames_after(self, incarnation: str, *, wait: bool) -> FramePage:
         """The frames after the last one sent (waiting for them if ``wait``), checked."""
         page = await self._store.read_frames(
-            self._session_id, self._after, limit=self._page_size, wait=wait
+            self._session_id,
+            self._after,
+            limit=self._page_size,
+            wait=wait,
+            incarnation=incarnation,
         )
         if page is None or page.incarnation != incarnation:
             raise SessionNotFoundError(
@@ -338,7 +348,11 @@ class Subscription(AsyncResource):
         if info.state.finished and self._after >= info.last_seq:
             raise StopAsyncIteration
         page = await self._store.read(
-            self._session_id, self._after, limit=self._page_size, wait=True
+            self._session_id,
+            self._after,
+            limit=self._page_size,
+            wait=True,
+            incarnation=info.incarnation,
         )
         if page is None or page.info.incarnation != info.incarnation:
             raise SessionNotFoundError(

@@ -45,9 +45,25 @@ def encode_frames(prefix: str, events: Sequence[StoredEvent]) -> list[bytes]:
     ]
 
 
-def join_frames(frames: Sequence[bytes]) -> bytes:
-    """Frames as one chunk (a lone frame is returned as it is, not copied)."""
-    return frames[0] if len(frames) == 1 else b"".join(frames)
+def join_frames(frames: Sequence[bytes], limit: int) -> list[bytes]:
+    """Frames joined into chunks of at most ``limit`` bytes (a larger frame alone).
+
+    The bound keeps what a slow client makes the server buffer small: a chunk is
+    written whole, and the server waits for the client only between chunks. A lone
+    frame is returned as it is, not copied.
+    """
+    if len(frames) == 1:
+        return [frames[0]]
+    if sum(map(len, frames)) <= limit:
+        return [b"".join(frames)]
+    chunks, start, size = [], 0, 0
+    for index, frame in enumerate(frames):
+        if size and size + len(frame) > limit:
+            chunks.append(b"".join(frames[start:index]))
+            start, size = index, 0
+        size += len(frame)
+    chunks.append(b"".join(frames[start:]))
+    return chunks
 
 
 def with_retry(chunk: bytes, retry: int) -> bytes:

@@ -61,7 +61,7 @@ class ProducerHost:
         if self._tg is None:
             raise StreamerClosedError("the streamer is closed")
 
-    def run(
+    async def run(
         self,
         session_id: str,
         producer: Producer,
@@ -70,8 +70,16 @@ class ProducerHost:
         """Run ``producer`` in the background; call :meth:`ready` first.
 
         ``runner``, if given, is awaited instead of ``producer.run`` (it wraps it).
+
+        Raises:
+            StreamerClosedError: the streamer began closing since :meth:`ready` (while
+                the stream was being claimed). The stream is ended at once with
+                ``cancelled`` (reason ``shutdown``) and its generator closed unused, so
+                no stream is left running without a producer.
         """
-        assert self._tg is not None, "ProducerHost.run() before ready()"
+        if self._closed or self._tg is None:
+            await producer.abandon("shutdown")
+            raise StreamerClosedError("the streamer is closed")
         self._producers[session_id] = producer
         self._tg.start_soon(
             self._run, session_id, producer, runner or producer.run, name=f"producer {session_id}"

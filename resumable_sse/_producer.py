@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import anyio
 from typing_extensions import final
 
+from ._backoff import backoff_delay
 from ._commit_queue import CommitQueue
 from ._events import TerminalEvents, encode_item
 from ._exceptions import (
@@ -33,7 +34,7 @@ from ._exceptions import (
     ResumableSSEError,
     StoreUnavailableError,
 )
-from ._sources import Source, close_iterator, open_source
+from ._sources import Source, close_iterator, close_unused, open_source
 from .stores._contract import Claim, Entry, StreamState, StreamStore
 
 __all__ = ["Producer", "Settings"]
@@ -41,6 +42,15 @@ __all__ = ["Producer", "Settings"]
 logger = logging.getLogger("resumable_sse")
 
 _DEFAULT_ERROR_MESSAGE = "The stream failed before it was complete."
+
+# Store retries back off from 50 ms to 2 s (with jitter, so producers cut off by one
+# outage do not all retry at the same instant).
+_STORE_RETRY_BASE = 0.05
+_STORE_RETRY_CAP = 2.0
+
+
+def _store_retry_delay(failures: int) -> float:
+    return backoff_delay(failures, base=_STORE_RETRY_BASE, cap=_STORE_RETRY_CAP)
 
 
 def _default_error_message(exc: BaseException) -> str:
@@ -61,6 +71,8 @@ class Settings:
     store_retry_deadline: float = 30.0
     close_timeout: float = 5.0
     error_message: Callable[[BaseException], str] = _default_error_message
+    #: The worker threads sync generators step in (``None``: anyio's default limiter).
+    sync_threads: anyio.CapacityLimiter | None = None
 
 
 _new = tuple.__new__
@@ -122,6 +134,19 @@ class Producer:
             self._stop_reason = reason
         self._scope.cancel()
 
+    async def abandon(self, reason: str) -> None:
+        """End the stream without running it: close the generator unused, store ``cancelled``.
+
+        For a stream claimed but never run (the streamer closed meanwhile). Never raises.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                await close_unused(self._source)
+            except Exception:
+                logger.exception("closing the generator of stream %r raised", self._session_id)
+        data = json.dumps({"reason": reason}, separators=(",", ":"))
+        await self._finish(StreamState.CANCELLED, Entry(self._settings.terminal.cancelled, data))
+
     def _fail(self, error: ResumableSSEError) -> None:
         if self._failure is None:
             self._failure = error
@@ -160,7 +185,7 @@ class Producer:
         iterator: AsyncIterator[object] | None = None
         try:
             with self._scope:
-                iterator = await open_source(self._source)
+                iterator = await open_source(self._source, threads=settings.sync_threads)
                 await self._pump(iterator)
         except anyio.get_cancelled_exc_class() as exc:
             if _cancelled_from_outside():
@@ -266,7 +291,7 @@ class Producer:
         fact landed is recognised by the store and not applied twice.
         """
         deadline = anyio.current_time() + self._settings.store_retry_deadline
-        delay = 0.05
+        failures = 0
         while True:
             try:
                 await write(*args)
@@ -276,19 +301,19 @@ class Producer:
                 if remaining <= 0:
                     raise
                 logger.warning("stream %r: store unavailable, retrying", self._session_id)
-                await anyio.sleep(min(delay, remaining))
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await anyio.sleep(min(_store_retry_delay(failures), remaining))
 
     # -- watching ----------------------------------------------------------------------
 
     async def _watch_cancel(self) -> None:
-        delay = 0.05
+        failures = 0
         while True:
             try:
                 await self._store.wait_cancel(self._session_id, self._claim)
             except StoreUnavailableError:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                await anyio.sleep(_store_retry_delay(failures))
                 continue
             self.stop("cancelled")
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections.abc import (
     AsyncIterable,
@@ -16,6 +17,7 @@ from collections.abc import (
 from typing import TypeAlias
 
 import anyio
+from anyio import CapacityLimiter
 
 __all__ = ["Items", "Source", "close_unused", "open_source"]
 
@@ -27,17 +29,25 @@ Items: TypeAlias = AsyncIterable[object] | Iterable[object]
 Source: TypeAlias = Items | Callable[[], Items | Awaitable[Items]]
 
 _END = object()
+_CLOSE_WAIT = 5.0  # seconds a generator's close() may wait for a free worker thread
+
+logger = logging.getLogger("resumable_sse")
 
 
 def _is_iterable(source: object) -> bool:
     return isinstance(source, (AsyncIterable, Iterable))
 
 
-async def open_source(source: Source) -> AsyncIterator[object]:
+async def open_source(
+    source: Source, *, threads: CapacityLimiter | None = None
+) -> AsyncIterator[object]:
     """Return an async iterator over the source's items.
 
     Sync iterables are iterated in a worker thread so a blocking ``next()`` never
-    blocks the event loop.
+    blocks the event loop. Each ``next()`` (and the final ``close()``) holds a token of
+    ``threads`` while it runs; when none is free it waits for one. Pass a limiter of
+    its own, so that blocked generators never hold the tokens of anyio's default
+    limiter, which the app's own sync endpoints need.
 
     Raises:
         TypeError: ``source`` is none of the accepted kinds.
@@ -50,7 +60,7 @@ async def open_source(source: Source) -> AsyncIterator[object]:
     if isinstance(items, AsyncIterable):
         return aiter(items)
     if isinstance(items, Iterable) and not isinstance(items, (str, bytes, Mapping)):
-        return _iterate_in_thread(iter(items))
+        return _iterate_in_thread(iter(items), threads)
     raise TypeError(
         "generator must be an async iterable, an iterable, or a callable returning one; "
         f"got {type(items).__name__}"
@@ -63,23 +73,42 @@ class _ThreadedIterator:
     A cancelled ``next()`` cannot be interrupted: its thread is abandoned so that cancel
     and shutdown never wait for it, and that thread closes the generator itself as soon
     as its blocked call returns (closing it earlier would raise "generator already
-    executing").
+    executing"). A step cancelled before its thread started (it was waiting for a free
+    thread) never runs.
     """
 
     def __init__(self, iterator: Iterator[object]) -> None:
         self.iterator = iterator
         self.lock = threading.Lock()
         self.running = False
-        self.abandoned = False
+        self.given_up = False
 
     def step(self) -> object:  # runs in a worker thread
+        with self.lock:
+            if self.given_up:
+                return _END
+            self.running = True
         try:
             return next(self.iterator, _END)
         finally:
             with self.lock:
                 self.running = False
-                if self.abandoned:
+                if self.given_up:
                     self.close()
+
+    def give_up(self) -> bool:
+        """Stop stepping (a step was cancelled); return whether its thread closes the iterator."""
+        with self.lock:
+            self.given_up = True
+            return self.running
+
+    @property
+    def unstarted(self) -> bool:
+        """Whether the iterator is a generator whose body has not run at all."""
+        return (
+            inspect.isgenerator(self.iterator)
+            and inspect.getgeneratorstate(self.iterator) == inspect.GEN_CREATED
+        )
 
     def close(self) -> None:
         close = getattr(self.iterator, "close", None)
@@ -87,25 +116,38 @@ class _ThreadedIterator:
             close()
 
 
-async def _iterate_in_thread(iterator: Iterator[object]) -> AsyncIterator[object]:
+async def _iterate_in_thread(
+    iterator: Iterator[object], threads: CapacityLimiter | None
+) -> AsyncIterator[object]:
     state = _ThreadedIterator(iterator)
+    thread_closes = False
     try:
         while True:
-            state.running = True
             try:
-                item = await anyio.to_thread.run_sync(state.step, abandon_on_cancel=True)
+                item = await anyio.to_thread.run_sync(
+                    state.step, abandon_on_cancel=True, limiter=threads
+                )
             except BaseException:
-                with state.lock:
-                    state.abandoned = state.running
+                thread_closes = state.give_up()
                 raise
             if item is _END:
                 return
             yield item
     finally:
-        if not state.abandoned:
-            # Shielded: when cancellation brought us here, the close must still run.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(state.close)
+        if not thread_closes:
+            await _close_in_thread(state, threads)
+
+
+async def _close_in_thread(state: _ThreadedIterator, threads: CapacityLimiter | None) -> None:
+    if state.unstarted:
+        state.close()  # runs none of the generator's code: no thread needed
+        return
+    # Shielded, because cancellation may have brought us here, but bounded: when every
+    # thread is taken by a blocked generator, waiting for one could last forever.
+    with anyio.move_on_after(_CLOSE_WAIT, shield=True) as scope:
+        await anyio.to_thread.run_sync(state.close, limiter=threads)
+    if scope.cancelled_caught:
+        logger.warning("a sync generator was not closed: no worker thread was free")
 
 
 async def close_iterator(iterator: AsyncIterator[object]) -> None:

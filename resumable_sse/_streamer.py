@@ -17,7 +17,7 @@ from ._access import AccessRequest, Action, Authorize, check_access, owner_only
 from ._consumer import ConsumerSlots, Subscription
 from ._conversations import ActiveStream, activate, run_mapped
 from ._events import TerminalEvents, check_event_name
-from ._exceptions import SessionNotFoundError, StoreUnavailableError
+from ._exceptions import SessionNotFoundError, StoreUnavailableError, StreamerClosedError
 from ._host import ProducerHost
 from ._ids import EventId, new_session_id, parse_last_event_id, validate_session_id
 from ._producer import Producer, Settings
@@ -81,6 +81,13 @@ class Streamer:
         max_consumers_per_session: Concurrent subscriptions one session may have in
             this process (default 100); one more raises ``TooManyConsumersError``.
         max_consumers: Concurrent subscriptions in all, in this process (default 10,000).
+        sync_generator_threads: Worker threads for sync generators (default 100): at most
+            this many sync generators run a ``next()`` at once. They are a pool of their
+            own, apart from anyio's default thread limiter, so blocked sync generators
+            never starve the app's own ``def`` endpoints. When all are busy, the next
+            sync generator step waits for a free thread: its stream stays ``running``
+            with no new events (its readers simply wait), nothing fails, and cancel,
+            delete and shutdown end it as usual. Async generators use no threads.
 
     When a stream reaches a limit, its generator is closed and the stream ends with an
     ``error`` event whose code is ``limit_exceeded``; everything stored stays readable.
@@ -102,12 +109,13 @@ class Streamer:
         authorize: Authorize = owner_only,
         max_consumers_per_session: int = 100,
         max_consumers: int = 10_000,
+        sync_generator_threads: int = 100,
     ) -> None:
         terminal = terminal_events or TerminalEvents()
         if check_event_name(event) in terminal:
             raise ValueError(f"event name {event!r} is reserved for the end of the stream")
         limits = (max_events, max_bytes, max_event_bytes, page_size, max_consumers)
-        if min(*limits, max_consumers_per_session) < 1:
+        if min(*limits, max_consumers_per_session, sync_generator_threads) < 1:
             raise ValueError("limits and page_size must be positive")
         self.store: StreamStore = store if store is not None else MemoryStore()
         settings = Settings(
@@ -117,6 +125,7 @@ class Streamer:
             max_bytes=max_bytes,
             max_event_bytes=max_event_bytes,
             store_retry_deadline=store_retry_deadline,
+            sync_threads=anyio.CapacityLimiter(sync_generator_threads),
         )
         if error_message is not None:
             settings = dataclasses.replace(settings, error_message=error_message)
@@ -199,7 +208,7 @@ class Streamer:
         claim = await self._claim(session_id, generator, principal)
         if claim is None:
             return False
-        self._host.run(
+        await self._host.run(
             session_id, Producer(self.store, session_id, claim, generator, self._settings)
         )
         return True
@@ -271,11 +280,18 @@ class Streamer:
                 await self.store.delete(session_id)  # claimed, never run
             raise
         producer = Producer(self.store, session_id, claim, generator, self._settings)
-        self._host.run(
-            session_id,
-            producer,
-            functools.partial(run_mapped, self.store, conversation_id, session_id, producer.run),
-        )
+        try:
+            await self._host.run(
+                session_id,
+                producer,
+                functools.partial(
+                    run_mapped, self.store, conversation_id, session_id, producer.run
+                ),
+            )
+        except StreamerClosedError:  # closed meanwhile: the stream was ended, unmap it
+            with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailableError):
+                await self.store.clear_active(conversation_id, session_id)
+            raise
         if superseded is not None:
             try:
                 await self.store.request_cancel(superseded)

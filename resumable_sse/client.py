@@ -4,9 +4,10 @@ Install it with ``pip install 'resumable-sse[client]'``.
 
 It reads a stream as an async iterator of :class:`StreamEvent` and hides network trouble:
 when the connection fails or the response ends before the terminal event, it reconnects
-with ``Last-Event-ID`` (with exponential backoff from the server's ``retry``), drops the
-events it already has, and stops after the terminal event (``end``, ``error`` or
-``cancelled``), which it yields like any other::
+with ``Last-Event-ID`` (with exponential backoff from the server's ``retry``, never longer
+than ``max_retry_delay`` whatever the server sends), drops the events it already has,
+and stops after the terminal event (``end``, ``error`` or ``cancelled``), which it
+yields like any other::
 
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(5, read=60)) as http:
         async for event in stream_events(http, "/chat", method="POST", json={"prompt": p}):
@@ -33,18 +34,17 @@ default): a read timeout counts as a dropped connection and is retried.
 
 from __future__ import annotations
 
-import json
-import random
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import httpx
 from httpx_sse import EventSource, aconnect_sse
 from typing_extensions import final
 
+from ._backoff import backoff_delay, parse_retry_after
+from ._client_models import ReconnectFailedError, Reconnecting, StreamEvent, StreamRequestError
 from ._compact import COMPACT_HEADER
 from ._events import TerminalEvents
 from ._exceptions import ResumableSSEError, StaleEventIdError
@@ -53,6 +53,7 @@ from ._resource import AsyncResource
 
 __all__ = [
     "ReconnectFailedError",
+    "Reconnecting",
     "ResumableEventSource",
     "StreamEvent",
     "StreamRequestError",
@@ -60,77 +61,15 @@ __all__ = [
 ]
 
 _RETRYABLE_STATUS = frozenset({408, 429})
-
-
-class StreamRequestError(ResumableSSEError):
-    """The server refused the stream with a final status (4xx, or a non-SSE answer).
-
-    Attributes:
-        status: The HTTP status code.
-        code: The ``error`` field of the JSON body (e.g. ``session_not_found``), else
-            ``http_<status>``.
-        message: The body's ``message``, else a generic sentence.
-    """
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"HTTP {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> StreamRequestError:
-        """Build the error from a read response with a JSON error body, if it has one."""
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = None
-        code = f"http_{response.status_code}"
-        message = response.reason_phrase or "the server refused the stream"
-        if isinstance(body, dict):
-            if isinstance(body.get("error"), str):
-                code = body["error"]
-            if isinstance(body.get("message"), str):
-                message = body["message"]
-        return cls(response.status_code, code, message)
-
-
-class ReconnectFailedError(ResumableSSEError):
-    """Reconnecting failed ``max_retries`` times in a row, or the stream cannot be resumed."""
-
-    code = "reconnect_failed"
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """One event of a stream.
-
-    Attributes:
-        event: The event name (``message`` for tokens; ``end``, ``error`` or
-            ``cancelled`` for the terminal event; or a custom name).
-        data: The event's data.
-        id: The event's id (``<incarnation>-<seq>``); ``None`` for the rare event sent
-            without one (an ``error`` raised while serving).
-        terminal: Whether this is the stream's last event.
-    """
-
-    event: str
-    data: str
-    id: str | None
-    terminal: bool = False
-
-    def json(self) -> Any:
-        """The data parsed as JSON (``error`` and ``cancelled`` events carry JSON)."""
-        return json.loads(self.data)
+_DEFAULT_RETRY = 1.0  # seconds, until the server sends `retry:`
 
 
 class _Retry(Exception):
     """Internal: this attempt failed in a way worth retrying."""
 
-    def __init__(self, reason: str, after: float = 0.0) -> None:
+    def __init__(self, reason: str, after: float | None = None) -> None:
         super().__init__(reason)
-        self.after = after
+        self.after = after  # the server's Retry-After, in seconds
 
 
 @final
@@ -150,12 +89,21 @@ class ResumableEventSource(AsyncResource):
         resume_url: Where to resume a POSTed stream; else the response's
             ``Content-Location``.
         max_retries: Failed reconnection attempts in a row before
-            :class:`ReconnectFailedError`.
+            :class:`ReconnectFailedError`. An attempt fails unless it brings a new event:
+            a response that ends with nothing new (garbage, only comments, an immediate
+            close) counts like a refused connection.
         max_retry_delay: Cap of the backoff, in seconds. The first delay is the server's
-            ``retry`` (1 s unless it says otherwise), doubled on each failure.
+            ``retry`` (1 s unless it says otherwise), doubled on each failure, less up to
+            25 % jitter; a ``Retry-After`` is waited out, but no server value lifts a
+            delay past this cap. ``0`` retries at once.
         terminal_events: The terminal event names, if the server renamed them.
         compact: Ask for a compacted replay when a GET starts with nothing (the
             default); false reads every event as it was stored.
+        on_reconnecting: Called with a :class:`Reconnecting` before each wait.
+
+    Raises:
+        ValueError: ``max_retries`` is negative, or ``max_retry_delay`` is not a finite
+            number >= 0.
     """
 
     def __init__(
@@ -172,7 +120,14 @@ class ResumableEventSource(AsyncResource):
         max_retry_delay: float = 30.0,
         terminal_events: TerminalEvents | None = None,
         compact: bool = True,
+        on_reconnecting: Callable[[Reconnecting], object] | None = None,
     ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, not {max_retries!r}")
+        if not math.isfinite(max_retry_delay) or max_retry_delay < 0:
+            raise ValueError(
+                f"max_retry_delay must be a finite number >= 0, not {max_retry_delay!r}"
+            )
         self._client = client
         self._compact = compact
         self._method = method.upper()
@@ -182,16 +137,17 @@ class ResumableEventSource(AsyncResource):
         self._max_retries = max_retries
         self._max_retry_delay = max_retry_delay
         self._terminal = terminal_events or TerminalEvents()
+        self._on_reconnecting = on_reconnecting
         self._position: EventId | None = _parse_id(last_event_id)
         self._events: AsyncGenerator[StreamEvent, None] | None = None
-        self._opened = False  # the current attempt's response is a stream
         self._finished = False  # the current attempt saw the end (terminal event or 204)
+        self._received = False  # the current attempt brought a new event
         #: The id of the last event received; sent as ``Last-Event-ID`` on reconnects.
         self.last_event_id: str | None = last_event_id or None
         #: The url the stream is resumed from (known after a POST has been answered).
         self.url: str | None = resume_url if self._method != "GET" else url
         #: Reconnection delay advised by the server (``retry:``), in seconds.
-        self.retry: float = 1.0
+        self.retry: float = _DEFAULT_RETRY
         #: Connections made after the first one.
         self.reconnects: int = 0
 
@@ -206,7 +162,7 @@ class ResumableEventSource(AsyncResource):
             await self._events.aclose()
 
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
-        failures = 0  # failed attempts in a row
+        failures = 0  # failed attempts in a row; only an attempt that got an event resets it
         first = self._method != "GET"
         while True:
             reason: BaseException
@@ -218,7 +174,11 @@ class ResumableEventSource(AsyncResource):
                             return
                 if self._finished:
                     return
-                reason = _Retry("the stream ended before its terminal event")
+                reason = _Retry(
+                    "the stream ended before its terminal event"
+                    if self._received
+                    else "the response ended without any new event"
+                )
             except httpx.TransportError as exc:
                 if first and self.url is None:
                     # A POST that failed may or may not have started the work: never repeat it.
@@ -227,27 +187,37 @@ class ResumableEventSource(AsyncResource):
             except _Retry as exc:
                 reason = exc
             first = False
-            if self._opened:
-                failures = 0
+            # A 200 that brought no new event is a failure like any other, so a server
+            # that answers nothing else cannot keep the client reconnecting forever.
+            failures = 1 if self._received else failures + 1
             if self.url is None:
                 raise ReconnectFailedError(
                     "the connection dropped and the server named no url to resume from"
                 ) from reason
-            failures += 1
             if failures > self._max_retries:
                 raise ReconnectFailedError(
                     f"could not reconnect after {self._max_retries} attempts: {reason}"
                 ) from reason
-            backoff = min(self.retry * 2 ** (failures - 1), max(self._max_retry_delay, self.retry))
-            after = reason.after if isinstance(reason, _Retry) else 0.0
-            # Jitter, so that clients dropped together do not all come back at once.
-            await anyio.sleep(max(after, backoff * random.uniform(1.0, 1.25)))
+            await self._back_off(failures, reason)
             self.reconnects += 1
+
+    async def _back_off(self, failures: int, reason: BaseException) -> None:
+        """Wait before the next attempt: see :func:`~resumable_sse._backoff.backoff_delay`."""
+        delay = backoff_delay(
+            failures,
+            base=_DEFAULT_RETRY,
+            cap=self._max_retry_delay,
+            retry=self.retry,
+            retry_after=reason.after if isinstance(reason, _Retry) else None,
+        )
+        if self._on_reconnecting is not None:
+            self._on_reconnecting(Reconnecting(failures, delay, str(reason) or repr(reason)))
+        await anyio.sleep(delay)
 
     async def _connect(self, first: bool) -> AsyncGenerator[StreamEvent, None]:
         """One request; yields its new events. Raises ``_Retry`` or transport errors."""
-        self._opened = False
         self._finished = False
+        self._received = False
         headers = dict(self._headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
@@ -267,7 +237,6 @@ class ResumableEventSource(AsyncResource):
             if response.status_code == 204:  # the client already has every event
                 self._finished = True
                 return
-            self._opened = True
             async with aclosing(self._events_of(source)) as events:
                 async for event in events:
                     yield event
@@ -296,7 +265,8 @@ class ResumableEventSource(AsyncResource):
         try:
             async for sse in events:
                 if sse.retry is not None and sse.retry >= 0:
-                    self.retry = sse.retry / 1000
+                    # Any int, however large, without OverflowError; the cap applies later.
+                    self.retry = min(sse.retry, 2**53) / 1000
                 own_id = sse.id if sse.id and sse.id != previous else None
                 previous = sse.id
                 if sse.event == "message" and not sse.data:
@@ -329,6 +299,7 @@ class ResumableEventSource(AsyncResource):
         if event.id is not None:
             self._position = position or self._position
             self.last_event_id = event.id
+        self._received = True
         return True
 
 
@@ -350,11 +321,8 @@ def _parse_id(raw: str | None) -> EventId | None:
         return None  # not one of ours: treated as opaque, never deduplicated
 
 
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "0")))
-    except ValueError:
-        return 0.0
+def _retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 async def stream_events(
@@ -370,6 +338,7 @@ async def stream_events(
     max_retry_delay: float = 30.0,
     terminal_events: TerminalEvents | None = None,
     compact: bool = True,
+    on_reconnecting: Callable[[Reconnecting], object] | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """Iterate over a stream's events, reconnecting transparently.
 
@@ -397,6 +366,7 @@ async def stream_events(
         max_retry_delay=max_retry_delay,
         terminal_events=terminal_events,
         compact=compact,
+        on_reconnecting=on_reconnecting,
     )
     async with source:
         async for event in source:

@@ -13,6 +13,18 @@ Every answer is decided by the request alone, except ``/busy``, which counts req
 - ``/busy?key=K``: 503 with ``Retry-After: 0`` the first time for ``K``, then a stream.
 - ``/gone``: 404 ``{"error": "session_not_found", ...}``; ``/empty``: 204.
 - ``/start`` (POST): streams ``/flaky``'s first part, with ``Content-Location: /flaky``.
+
+Hostile answers, each counting its requests per ``key`` (``/requests?key=K`` tells how
+many arrived):
+
+- ``/hostile/busy?key=K&retry_after=V&times=N``: 503 with ``Retry-After: V`` N times
+  (default 2), then a stream: ``ok``, ``end``.
+- ``/hostile/retry?key=K&times=N``: N responses (default 3) that each send
+  ``retry: 86400000`` (a day) and one new event (``r-<n>``), then end without a terminal
+  event; the next one sends ``end``.
+- ``/hostile/empty?key=K&body=B``: always a 200 event stream without any event: ``garbage``
+  (lines that are no SSE field), ``comments`` (only keep-alive comments), or ``close``
+  (no body at all).
 - ``/``: a blank page, so a browser has an origin; ``/resumable-sse/``: the client.
 """
 
@@ -28,7 +40,7 @@ from starlette.routing import Route
 
 from resumable_sse import client_mount
 
-__all__ = ["FLAKY_TOKENS", "TRICKY_EVENTS", "TRICKY_STREAM", "app"]
+__all__ = ["EMPTY_BODIES", "FLAKY_TOKENS", "TRICKY_EVENTS", "TRICKY_STREAM", "app"]
 
 FLAKY_TOKENS = ["a", "b", "c", "d"]
 
@@ -66,6 +78,14 @@ TRICKY_EVENTS = [
 
 _SSE_HEADERS = {"Cache-Control": "no-store"}
 _busy: Counter[str] = Counter()
+_hits: Counter[str] = Counter()
+
+#: The bodies ``/hostile/empty`` can answer with: 200 event streams without an event.
+EMPTY_BODIES = {
+    "garbage": ("garbage without a colon\n", "\x00\x01 binary-ish\n", "{not: sse}\n\n"),
+    "comments": (": ping\n\n", ": still here\n\n"),
+    "close": (),
+}
 
 
 def _event(seq: int, data: str, event: str = "message") -> str:
@@ -126,6 +146,40 @@ async def busy(request: Request) -> Response:
     return _stream("id: y-1\ndata: ok\n\n", "id: y-2\nevent: end\ndata: \n\n")
 
 
+def _hit(request: Request) -> int:
+    """Count a request for its ``key``; the count so far, this one included."""
+    key = request.query_params.get("key", "")
+    _hits[key] += 1
+    return _hits[key]
+
+
+async def hostile_busy(request: Request) -> Response:
+    times = int(request.query_params.get("times", "2"))
+    if _hit(request) <= times:
+        after = request.query_params.get("retry_after", "")
+        return JSONResponse(
+            {"error": "store_unavailable", "message": "busy"}, 503, headers={"Retry-After": after}
+        )
+    return _stream("id: h-1\ndata: ok\n\n", "id: h-2\nevent: end\ndata: \n\n")
+
+
+async def hostile_retry(request: Request) -> Response:
+    times = int(request.query_params.get("times", "3"))
+    n = _hit(request)
+    if n <= times:
+        return _stream("retry: 86400000\n\n", f"id: r-{n}\ndata: tok-{n}\n\n")
+    return _stream(f"id: r-{n}\nevent: end\ndata: \n\n")
+
+
+async def hostile_empty(request: Request) -> Response:
+    _hit(request)
+    return _stream(*EMPTY_BODIES[request.query_params["body"]])
+
+
+async def requests(request: Request) -> Response:
+    return JSONResponse(_hits[request.query_params.get("key", "")])
+
+
 async def gone(request: Request) -> Response:
     return JSONResponse({"error": "session_not_found", "message": "no such stream"}, 404)
 
@@ -147,6 +201,10 @@ app = Starlette(
         Route("/busy", busy),
         Route("/gone", gone),
         Route("/empty", empty),
+        Route("/hostile/busy", hostile_busy),
+        Route("/hostile/retry", hostile_retry),
+        Route("/hostile/empty", hostile_empty),
+        Route("/requests", requests),
         client_mount(),
     ]
 )

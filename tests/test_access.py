@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -16,6 +20,7 @@ from resumable_sse import (
     Streamer,
     StreamStore,
     TooManyConsumersError,
+    _access,
     sse_response,
 )
 from tests.helpers import Script, collect, datas, take
@@ -49,6 +54,57 @@ async def test_a_stranger_learns_nothing_about_existence(streamer: Streamer) -> 
     with pytest.raises(AccessDeniedError) as missing:
         await streamer.status("nope", principal="mallory")
     assert str(foreign.value) == str(missing.value)
+
+
+async def test_what_a_stranger_observes(streamer: Streamer) -> None:
+    """Exactly what SECURITY.md says: reading, inspecting, cancelling or deleting someone
+    else's session looks the same as a missing one; only a start tells a taken id apart."""
+    running = Script(["a"], ["b"])
+    await streamer.start("running", running, principal="alice")
+    await streamer.start("done", Script(["a"]), principal="alice")
+    await collect(streamer.resume("done"))
+    await streamer.start("deleted", Script(["a"]), principal="alice")
+    await collect(streamer.resume("deleted"))
+    assert await streamer.delete("deleted", principal="alice")
+    last_id = (await take(streamer.resume("running"), 1))[0]["id"]
+    sessions = ("running", "done", "deleted", "never")
+
+    async def answer(attempt: Callable[[str], Awaitable[object]], session_id: str) -> str:
+        with pytest.raises(AccessDeniedError) as denied:
+            await attempt(session_id)
+        return f"{denied.value.status} {denied.value}"
+
+    for attempt in (
+        lambda sid: streamer.status(sid, principal="mallory"),
+        lambda sid: streamer.cancel(sid, principal="mallory"),
+        lambda sid: streamer.delete(sid, principal="mallory"),
+        lambda sid: streamer.open(sid, principal="mallory"),
+        lambda sid: streamer.open(sid, last_id=last_id, principal="mallory"),
+        lambda sid: collect(streamer.resume(sid, last_id, principal="mallory")),
+    ):
+        assert {await answer(attempt, sid) for sid in sessions} == {"403 access denied"}
+    intruder = Script(["x"])
+    for taken in ("running", "done"):  # a start does reveal that these ids are taken
+        assert await answer(lambda sid: streamer.start(sid, intruder, principal="mallory"), taken)
+    assert intruder.runs == 0
+    for free in ("deleted", "never"):  # and these are free: the stranger now owns them
+        assert await streamer.start(free, Script(["mine"]), principal="mallory")
+        assert (await streamer.status(free, principal="mallory")).owner == "mallory"
+    running.release_all()
+
+
+def test_security_md_states_what_a_start_reveals() -> None:
+    """The docs do not promise more than the code: SECURITY.md, the README and the module
+    docstring say that a start reveals whether an id is taken, and none says otherwise."""
+    root = Path(__file__).resolve().parent.parent
+    security = (root / "SECURITY.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for text in (security, readme, _access.__doc__ or ""):
+        flat = " ".join(text.split())
+        assert "nothing is learnt" not in flat
+        assert "learns nothing" not in flat
+        assert re.search(r"whether (its|an) id is taken", flat)
+    assert "## What a stranger can observe" in security
 
 
 async def test_streaming_into_a_foreign_session_does_not_run_the_generator(

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from resumable_sse._demo import SimulatedLLM, create_app, simulated_answer, tokenize
 from tests.llm_gate import gate
 from tests.proxy import DropProxy, drop_proxy
-from tests.scripted import TRICKY_EVENTS, TRICKY_STREAM
+from tests.scripted import EMPTY_BODIES, TRICKY_EVENTS, TRICKY_STREAM
 from tests.servers import serve_in_process, serve_in_task
 
 HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
@@ -367,3 +368,93 @@ async def test_refusals_busy_and_no_content(blank: Page) -> None:
     assert [c[0] for c in busy["calls"]].count("onReconnecting") == 1
     empty = await blank.evaluate(RUN_STREAM, ["attach", "/empty", {"persist": False}])
     assert (empty["state"], names(empty)) == ("done", ["onEnd"])
+
+
+# --- hostile servers: the cap holds and retries end (tests/scripted.py /hostile/...) ------
+
+CAP_MS = 50  # maxRetryDelay for these tests: small, so real waits stay short
+
+# Reads a stream with a small cap and reports each wait; a wait past the cap closes the
+# stream at once (state "closed"), so a broken cap fails fast instead of hanging.
+RUN_HOSTILE = """
+async ([url, options]) => {
+  const m = await import("/resumable-sse/resumable-sse.js");
+  const cap = options.maxRetryDelay;
+  const waits = [];
+  const tokens = [];
+  let error = null;
+  const stream = m.attachStream(url, {
+    ...options,
+    persist: false,
+    onToken: (text) => tokens.push(text),
+    onError: (e) => { error = e; },
+    onReconnecting: ({attempt, delay, reason}) => {
+      waits.push({attempt, delay, reason});
+      if (!(delay >= 0 && delay <= cap)) stream.close();
+    },
+  });
+  const state = await stream.done;
+  return {state, waits, tokens, error, retry: stream.retry};
+}
+"""
+
+
+async def requests_made(scripted: str, key: str) -> int:
+    async with httpx.AsyncClient(base_url=scripted, timeout=30) as http:
+        count = (await http.get("/requests", params={"key": key})).json()
+    assert isinstance(count, int)
+    return count
+
+
+def within_cap(result: dict[str, Any]) -> bool:
+    return all(0 <= wait["delay"] <= CAP_MS for wait in result["waits"])
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "1e9", "1000000000", "nan", "-1", "soon"])
+async def test_hostile_retry_after_stays_within_the_cap(
+    blank: Page, scripted: str, retry_after: str
+) -> None:
+    """Two 503s with a hostile ``Retry-After``: every wait is within ``maxRetryDelay``."""
+    key = f"js-busy-{retry_after}"
+    url = f"/hostile/busy?key={key}&retry_after={retry_after}"
+    result = await blank.evaluate(RUN_HOSTILE, [url, {"maxRetryDelay": CAP_MS}])
+    assert within_cap(result), result["waits"]
+    assert result["state"] == "done"
+    assert result["tokens"] == ["ok"]
+    assert [wait["attempt"] for wait in result["waits"]] == [1, 2]
+    if retry_after == "1000000000":  # a valid Retry-After is honoured, up to the cap
+        assert [wait["delay"] for wait in result["waits"]] == [CAP_MS, CAP_MS]
+    assert await requests_made(scripted, key) == 3
+
+
+async def test_retry_field_of_a_day_is_capped_in_the_browser(blank: Page, scripted: str) -> None:
+    """``retry: 86400000`` on every response: each wait is within ``maxRetryDelay``."""
+    key = "js-retry"
+    url = f"/hostile/retry?key={key}&times=4"
+    result = await blank.evaluate(RUN_HOSTILE, [url, {"maxRetryDelay": CAP_MS, "maxRetries": 1}])
+    assert within_cap(result), result["waits"]
+    assert result["state"] == "done"
+    assert result["retry"] == 86_400_000
+    # Each response brought a new event: each drop is the first failure in a row.
+    assert result["tokens"] == ["tok-1", "tok-2", "tok-3", "tok-4"]
+    assert [wait["attempt"] for wait in result["waits"]] == [1, 1, 1, 1]
+    assert await requests_made(scripted, key) == 5
+
+
+@pytest.mark.parametrize("body", sorted(EMPTY_BODIES))
+async def test_responses_without_events_use_up_the_retries_in_the_browser(
+    blank: Page, scripted: str, body: str
+) -> None:
+    """200 event streams with no event (garbage, comments, empty) count as failures."""
+    key = f"js-empty-{body}"
+    url = f"/hostile/empty?key={key}&body={body}"
+    result = await blank.evaluate(RUN_HOSTILE, [url, {"maxRetryDelay": CAP_MS, "maxRetries": 3}])
+    assert within_cap(result), result["waits"]
+    assert result["state"] == "error"
+    assert result["error"] == {
+        "code": "connection_failed",
+        "message": "Could not reconnect after 3 attempts.",
+    }
+    assert [wait["attempt"] for wait in result["waits"]] == [1, 2, 3]
+    assert all("without any new event" in wait["reason"] for wait in result["waits"])
+    assert await requests_made(scripted, key) == 4  # the first request and 3 retries

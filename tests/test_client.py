@@ -7,8 +7,10 @@ server (``tests/scripted.py``) runs in a child process, so those tests also run 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from resumable_sse._demo import SimulatedLLM, create_app, simulated_answer, tokenize
 from resumable_sse.client import (
     ReconnectFailedError,
+    Reconnecting,
     ResumableEventSource,
     StreamEvent,
     StreamRequestError,
@@ -23,7 +26,7 @@ from resumable_sse.client import (
 )
 from tests.llm_gate import gate
 from tests.proxy import DropProxy, drop_proxy
-from tests.scripted import FLAKY_TOKENS, TRICKY_EVENTS
+from tests.scripted import EMPTY_BODIES, FLAKY_TOKENS, TRICKY_EVENTS
 from tests.servers import free_port, serve_in_process, serve_in_task
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -205,3 +208,110 @@ async def test_unreachable_server_gives_up(scripted: str) -> None:
         assert isinstance(caught.value.__cause__, httpx.ConnectError)
         with pytest.raises(ReconnectFailedError, match="could not start"):
             await collect(http, "/chat", method="POST", json={})
+
+
+# --- hostile servers: the cap holds and retries end (tests/scripted.py /hostile/...) ------
+
+CAP = 0.05  # max_retry_delay for these tests, in seconds: small, so real waits stay short
+
+
+class Delays:
+    """An ``on_reconnecting`` callback recording each wait; a wait past the cap fails at once."""
+
+    def __init__(self, cap: float = CAP) -> None:
+        self.cap = cap
+        self.calls: list[Reconnecting] = []
+
+    def __call__(self, info: Reconnecting) -> None:
+        self.calls.append(info)
+        assert 0 <= info.delay <= self.cap, f"waits {info.delay} s, past the cap {self.cap} s"
+
+    @property
+    def attempts(self) -> list[int]:
+        return [call.attempt for call in self.calls]
+
+
+async def requests_made(http: httpx.AsyncClient, key: str) -> int:
+    count = (await http.get("/requests", params={"key": key})).json()
+    assert isinstance(count, int)
+    return count
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "1e9", "1000000000", "nan", "-1", "soon"])
+async def test_retry_after_never_lifts_the_delay_past_the_cap(
+    scripted: str, anyio_backend: str, retry_after: str
+) -> None:
+    """Two 503s with a hostile ``Retry-After``: waits stay within ``max_retry_delay``."""
+    key = f"py-busy-{retry_after}-{anyio_backend}"
+    delays = Delays()
+    async with httpx.AsyncClient(base_url=scripted, timeout=30) as http:
+        events = await collect(
+            http,
+            f"/hostile/busy?key={key}&retry_after={retry_after}",
+            max_retry_delay=CAP,
+            on_reconnecting=delays,
+        )
+        assert await requests_made(http, key) == 3
+    assert [(e.event, e.data) for e in events] == [("message", "ok"), ("end", "")]
+    assert delays.attempts == [1, 2]
+    if retry_after == "1000000000":  # a valid Retry-After is honoured, up to the cap
+        assert [call.delay for call in delays.calls] == [CAP, CAP]
+
+
+async def test_retry_field_of_a_day_is_capped(scripted: str, anyio_backend: str) -> None:
+    """``retry: 86400000`` on every response: each wait stays within ``max_retry_delay``."""
+    key = f"py-retry-{anyio_backend}"
+    delays = Delays()
+    async with httpx.AsyncClient(base_url=scripted, timeout=30) as http:
+        source = ResumableEventSource(
+            http,
+            f"/hostile/retry?key={key}&times=4",
+            max_retries=1,
+            max_retry_delay=CAP,
+            on_reconnecting=delays,
+        )
+        async with source:
+            events = [event async for event in source]
+        assert source.retry == 86400.0  # what the server said, kept as it said it
+        assert await requests_made(http, key) == 5
+    # Each response brought a new event, so each drop is the first failure in a row:
+    # max_retries=1 never ran out.
+    assert [e.data for e in events] == ["tok-1", "tok-2", "tok-3", "tok-4", ""]
+    assert delays.attempts == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("body", sorted(EMPTY_BODIES))
+async def test_responses_without_events_use_up_the_retries(
+    scripted: str, anyio_backend: str, body: str
+) -> None:
+    """200 event streams with no event (garbage, comments, empty) count as failures."""
+    key = f"py-empty-{body}-{anyio_backend}"
+    delays = Delays()
+    async with httpx.AsyncClient(base_url=scripted, timeout=30) as http:
+        with pytest.raises(ReconnectFailedError, match="after 3 attempts"):
+            await collect(
+                http,
+                f"/hostile/empty?key={key}&body={body}",
+                max_retries=3,
+                max_retry_delay=CAP,
+                on_reconnecting=delays,
+            )
+        assert await requests_made(http, key) == 4  # the first request and 3 retries
+    assert delays.attempts == [1, 2, 3]
+    assert all("without any new event" in call.reason for call in delays.calls)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retry_delay": math.inf}, "max_retry_delay"),
+        ({"max_retry_delay": math.nan}, "max_retry_delay"),
+        ({"max_retry_delay": -1.0}, "max_retry_delay"),
+    ],
+)
+async def test_bad_retry_settings_are_refused(options: dict[str, Any], message: str) -> None:
+    """An unbounded or negative retry setting is a clear error, before any request."""
+    async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as http:
+        with pytest.raises(ValueError, match=message):
+            ResumableEventSource(http, "/stream", **options)

@@ -112,6 +112,13 @@ async def test_page_and_its_scripts_are_served() -> None:
         assert "javascript" in client.headers["content-type"]
         assert "export function postStream(" in client.text
         assert "Last-Event-ID" in client.text
+        # The modules it imports by relative url are served beside it.
+        for module in ("sse-parser.js", "backoff.js", "storage.js"):
+            assert f'from "./{module}"' in client.text
+            served = await demo.client.get(f"/resumable-sse/{module}")
+            assert served.status_code == 200
+            assert "javascript" in served.headers["content-type"]
+            assert "export " in served.text
 
 
 async def test_whole_answer_streams_exactly_and_ends() -> None:

@@ -467,7 +467,15 @@ class UnreachableStore(StreamStore):
     ) -> None:
         raise self._down()
 
-    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+    async def read(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> Page | None:
         raise self._down()
 
     async def info(self, session_id: str) -> StreamInfo | None:

@@ -254,3 +254,47 @@ async def test_info_reports_times_and_state(store: StreamStore) -> None:
     assert (info.first_seq, info.last_seq) == (1, 2)
     assert info.created_at <= info.updated_at
     assert not info.cancel_requested
+
+
+async def test_a_reader_attached_at_the_end_gets_the_terminal_event_with_retention_0(
+    harness: StoreHarness,
+) -> None:
+    """retention=0 frees the id at once, yet a reader waiting at the end still gets it."""
+    async with harness.make(retention=0) as store:
+        claim = await claimed(store)
+        got: list[Page | None] = []
+
+        async def reader() -> None:
+            got.append(await store.read("s1", 0, limit=10, wait=True))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await anyio.wait_all_tasks_blocked()
+            await store.finish("s1", claim, StreamState.DONE, Entry("end", ""), seq=1)
+        page = got[0]
+        assert page is not None
+        assert [(e.seq, e.event) for e in page.events] == [(1, "end")]
+        assert page.info.state is StreamState.DONE
+        assert await store.info("s1") is None  # gone for everyone else
+        assert await store.claim("s1") is not None  # and the id is free again
+
+
+async def test_a_reader_behind_the_end_reads_to_it_with_retention_0(harness: StoreHarness) -> None:
+    """A reader naming the stream's incarnation reads its rest after the retention passed."""
+    async with harness.make(retention=0) as store:
+        claim = await store.claim("s1", owner="alice")
+        assert claim is not None
+        await store.append("s1", claim, entries("a", "b", "c"), first_seq=1)
+        await store.finish("s1", claim, StreamState.DONE, Entry("end", ""), seq=4)
+        assert await store.read("s1", 0, limit=10, wait=False) is None
+        page = await store.read("s1", 1, limit=10, wait=True, incarnation=claim.incarnation)
+        assert page is not None
+        assert [e.data for e in page.events] == ["b", "c", ""]
+        assert page.info.state is StreamState.DONE
+        again = await claimed(store)  # a new stream replaces the finished one
+        page = await store.read("s1", 1, limit=10, wait=False, incarnation=claim.incarnation)
+        assert page is not None
+        assert page.info.incarnation == again.incarnation
+        # Nothing of the old stream carries over: not its owner, events or state.
+        assert (page.info.owner, page.info.last_seq, list(page.events)) == (None, 0, [])
+        assert page.info.state is StreamState.RUNNING

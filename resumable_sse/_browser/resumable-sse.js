@@ -32,154 +32,21 @@
  * @module resumable-sse
  */
 
+import { backoffDelay, parseRetryAfter } from "./backoff.js";
+import { SSEParser } from "./sse-parser.js";
+import { absolute, forgetSaved, loadSaved, save } from "./storage.js";
+
+export { forgetSaved, loadSaved, SSEParser };
+
+/** @typedef {import("./sse-parser.js").SSEMessage} SSEMessage */
+
 /** Version of this module, to tell cached copies apart. */
 export const VERSION = "0.2.0.dev0";
 
-const STORAGE_PREFIX = "resumable-sse:";
 const EVENT_ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
 
 // ---------------------------------------------------------------------------------------
-// The parser: WHATWG HTML, "Server-sent events", section "Interpreting an event stream".
-// ---------------------------------------------------------------------------------------
-
-/**
- * One dispatched event.
- * @typedef {object} SSEMessage
- * @property {string} event The event type; `message` when the stream named none.
- * @property {string} data The data lines joined with "\n".
- * @property {string|null} id The `id` field of this event's block; null if it had none.
- * @property {string} lastEventId The last event id buffer at dispatch (spec semantics:
- *   it persists across events that carry no id).
- */
-
-/**
- * An incremental, spec-correct Server-Sent Events parser.
- *
- * Feed it decoded text in chunks of any size: lines may end in CR, LF or CRLF (even split
- * across chunks), one leading BOM is skipped, comments are ignored, `data` lines are
- * joined with "\n", an `id` containing NUL is ignored, `retry` is honoured only when it is
- * all ASCII digits, and a block without data dispatches nothing. An unfinished event at
- * the end of the stream is discarded, as the spec says.
- */
-export class SSEParser {
-  /**
-   * @param {(message: SSEMessage) => void} onMessage Called for each dispatched event.
-   * @param {(ms: number) => void} [onRetry] Called with each valid `retry` value.
-   */
-  constructor(onMessage, onRetry) {
-    this.onMessage = onMessage;
-    this.onRetry = onRetry;
-    /** The last event id buffer (spec semantics). */
-    this.lastEventId = "";
-    this._buffer = "";
-    this._start = true;
-    this._skipLF = false;
-    this._data = "";
-    this._hasData = false;
-    this._event = "";
-    /** @type {string|null} */
-    this._id = null;
-  }
-
-  /**
-   * Parse the next piece of the stream.
-   * @param {string} chunk
-   */
-  feed(chunk) {
-    let text = chunk;
-    if (this._start && text.length > 0) {
-      this._start = false;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    }
-    if (this._skipLF && text.length > 0) {
-      this._skipLF = false;
-      if (text.charCodeAt(0) === 10) text = text.slice(1);
-    }
-    text = this._buffer + text;
-    let pos = 0;
-    const length = text.length;
-    while (pos < length) {
-      let end = pos;
-      let code = 0;
-      while (end < length) {
-        code = text.charCodeAt(end);
-        if (code === 10 || code === 13) break;
-        end += 1;
-      }
-      if (end === length) break; // an unfinished line: wait for more
-      this._line(text.slice(pos, end));
-      pos = end + 1;
-      if (code === 13) {
-        if (pos < length) {
-          if (text.charCodeAt(pos) === 10) pos += 1;
-        } else {
-          this._skipLF = true; // a CRLF split across chunks
-        }
-      }
-    }
-    this._buffer = text.slice(pos);
-  }
-
-  /** Forget any unfinished line or event, as at the end of a stream. */
-  reset() {
-    this._buffer = "";
-    this._skipLF = false;
-    this._start = true;
-    this._data = "";
-    this._hasData = false;
-    this._event = "";
-    this._id = null;
-  }
-
-  /** @param {string} line */
-  _line(line) {
-    if (line === "") {
-      this._dispatch();
-      return;
-    }
-    if (line.charCodeAt(0) === 58) return; // ":" a comment
-    const colon = line.indexOf(":");
-    let field = line;
-    let value = "";
-    if (colon !== -1) {
-      field = line.slice(0, colon);
-      value = line.slice(colon + 1);
-      if (value.charCodeAt(0) === 32) value = value.slice(1);
-    }
-    switch (field) {
-      case "event":
-        this._event = value;
-        break;
-      case "data":
-        this._data += this._hasData ? `\n${value}` : value;
-        this._hasData = true;
-        break;
-      case "id":
-        if (!value.includes("\0")) {
-          this.lastEventId = value;
-          this._id = value;
-        }
-        break;
-      case "retry":
-        if (/^[0-9]+$/.test(value)) this.onRetry?.(Number(value));
-        break;
-      default: // unknown fields are ignored
-    }
-  }
-
-  _dispatch() {
-    const { _hasData: hasData, _data: data, _event: event, _id: id } = this;
-    this._data = "";
-    this._hasData = false;
-    this._event = "";
-    this._id = null;
-    if (!hasData) return;
-    this.onMessage({ event: event || "message", data, id, lastEventId: this.lastEventId });
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Ids and storage
+// Ids
 // ---------------------------------------------------------------------------------------
 
 /**
@@ -190,66 +57,6 @@ export class SSEParser {
 export function parseEventId(id) {
   const match = EVENT_ID.exec(id ?? "");
   return match ? { incarnation: match[1], seq: Number(match[2]) } : null;
-}
-
-/**
- * What is kept in sessionStorage for one stream, under "resumable-sse:<stream url>".
- * @typedef {object} SavedStream
- * @property {string|null} lastEventId The id of the last event received.
- * @property {string} text The data of every `message` event received, concatenated.
- * @property {number} events How many events were received (terminal included).
- * @property {{event: string, data: string}|null} terminal The terminal event, once received.
- */
-
-/** @param {string} url */
-function absolute(url) {
-  const target = new URL(url, document.baseURI);
-  target.hash = "";
-  return target.href;
-}
-
-/**
- * The saved state of the stream at `url`, or null.
- * @param {string} url The stream's GET url (relative urls resolve against the page).
- * @returns {SavedStream|null}
- */
-export function loadSaved(url) {
-  try {
-    const raw = sessionStorage.getItem(STORAGE_PREFIX + absolute(url));
-    const value = raw === null ? null : JSON.parse(raw);
-    const valid =
-      value !== null && typeof value === "object" && typeof value.text === "string" &&
-      (value.lastEventId === null || typeof value.lastEventId === "string") &&
-      typeof value.events === "number" &&
-      (value.terminal === null || typeof value.terminal?.event === "string");
-    return valid ? value : null;
-  } catch {
-    return null; // storage disabled, or a value this version does not understand
-  }
-}
-
-/**
- * Remove the saved state of the stream at `url`.
- * @param {string} url
- */
-export function forgetSaved(url) {
-  try {
-    sessionStorage.removeItem(STORAGE_PREFIX + absolute(url));
-  } catch {
-    // storage disabled: nothing was saved
-  }
-}
-
-/**
- * @param {string} url absolute
- * @param {SavedStream} value
- */
-function save(url, value) {
-  try {
-    sessionStorage.setItem(STORAGE_PREFIX + url, JSON.stringify(value));
-  } catch {
-    // Storage full or disabled: the stream works, it just cannot survive a reload.
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -288,7 +95,9 @@ function save(url, value) {
  *   continues after `lastEventId` (its sequence number is `seq`): after a page reload or
  *   after a dropped connection.
  * @property {(info: {attempt: number, delay: number, reason: string}) => void}
- *   [onReconnecting] The connection dropped or was refused for now; retrying in `delay` ms.
+ *   [onReconnecting] The connection dropped, was refused for now, or brought no new
+ *   event; retrying in `delay` ms (never more than `maxRetryDelay`). `attempt` counts the
+ *   failed attempts in a row.
  * @property {(state: StreamState) => void} [onStateChange] Every change of `stream.state`.
  */
 
@@ -306,8 +115,12 @@ function save(url, value) {
  * @property {Record<string, string>} [headers] Extra request headers (e.g. auth).
  * @property {RequestCredentials} [credentials="same-origin"]
  * @property {number} [maxRetries=10] Failed reconnection attempts in a row before giving up.
+ *   An attempt fails unless it brings a new event: a response that ends with nothing new
+ *   (garbage, only comments, an immediate close) counts like a refused connection.
  * @property {number} [maxRetryDelay=30000] Cap of the exponential backoff, in ms; the
- *   server's `retry` (default 1000 ms) is the first delay.
+ *   server's `retry` (default 1000 ms) is the first delay, doubled per failure, less up
+ *   to 25 % jitter. A `Retry-After` is waited out, but no server value lifts a wait past
+ *   this cap; one that is not a finite number >= 0 is ignored.
  * @property {number} [idleTimeout=45000] Reconnect when nothing (not even a keep-alive
  *   comment) arrived for this long, in ms; 0 disables it. Keep it above the server's ping.
  * @property {{end?: string, error?: string, cancelled?: string}} [terminalEvents]
@@ -316,12 +129,19 @@ function save(url, value) {
 
 /** @typedef {StreamCallbacks & StreamOptions} Options */
 
+const DEFAULT_RETRY_MS = 1000;
+
+/** @param {Response} response */
+function isEventStream(response) {
+  return (response.headers.get("Content-Type") ?? "").startsWith("text/event-stream");
+}
+
 class RetryableError extends Error {
   /**
    * @param {string} reason
-   * @param {number} [after] Minimum delay in ms (Retry-After).
+   * @param {number|null} [after] The server's `Retry-After`, in ms.
    */
-  constructor(reason, after = 0) {
+  constructor(reason, after = null) {
     super(reason);
     this.after = after;
   }
@@ -394,7 +214,7 @@ export class ResumableStream {
     /** How many events were received so far (restored after a reload). */
     this.events = 0;
     /** Reconnection delay advised by the server (`retry:`), in ms. */
-    this.retry = 1000;
+    this.retry = DEFAULT_RETRY_MS;
     /**
      * Settles once the stream is over: with the final state, or "closed" after close().
      * @type {Promise<StreamState>}
@@ -412,7 +232,16 @@ export class ResumableStream {
     this._wake = null;
     this._request = request;
     this._restored = false;
-    this._opened = false;
+    this._opened = false; // the current attempt's response is an event stream
+    this._received = false; // the current attempt brought a new event
+    this._maxRetries = options.maxRetries ?? 10;
+    this._maxDelay = options.maxRetryDelay ?? 30000;
+    if (!Number.isInteger(this._maxRetries) || this._maxRetries < 0) {
+      throw new RangeError(`maxRetries must be an integer >= 0, not ${this._maxRetries}`);
+    }
+    if (!Number.isFinite(this._maxDelay) || this._maxDelay < 0) {
+      throw new RangeError(`maxRetryDelay must be a finite number >= 0, not ${this._maxDelay}`);
+    }
     /** @type {((value: unknown) => void)|undefined} */
     this._onUrl = undefined;
 
@@ -506,64 +335,80 @@ export class ResumableStream {
   }
 
   async _run() {
-    let attempt = 0; // failed attempts in a row
-    let connections = 0; // connections the server accepted
-    const options = this._options;
-    const maxRetries = options.maxRetries ?? 10;
-    const maxDelay = options.maxRetryDelay ?? 30000;
     const onOnline = () => this._wake?.();
     globalThis.addEventListener?.("online", onOnline);
     try {
-      for (;;) {
-        let error = null;
-        try {
-          await this._connect(connections);
-        } catch (caught) {
-          error = caught;
-        }
-        if (this.finished) return;
-        if (error instanceof FatalError) {
-          this._fail(error.error);
-          return;
-        }
-        if (this._opened) {
-          connections += 1;
-          attempt = 0;
-        }
-        if (this.url === null) {
-          this._fail({
-            code: "not_resumable",
-            message: "The connection dropped and the server named no url to resume from.",
-          });
-          return;
-        }
-        attempt += 1;
-        if (attempt > maxRetries) {
-          this._fail({
-            code: "connection_failed",
-            message: `Could not reconnect after ${maxRetries} attempts.`,
-          });
-          return;
-        }
-        // Exponential backoff from the server's `retry`, capped, with a little jitter so
-        // many clients dropped at once do not come back at the same instant.
-        const backoff = Math.min(this.retry * 2 ** (attempt - 1), Math.max(maxDelay, this.retry));
-        const after = error instanceof RetryableError ? error.after : 0;
-        const delay = Math.max(after, Math.round(backoff * (1 + Math.random() * 0.25)));
-        const reason =
-          error === null
-            ? "The stream ended before its last event."
-            : error instanceof Error
-              ? error.message
-              : String(error);
-        this._setState("reconnecting");
-        this._call("onReconnecting", { attempt, delay, reason });
-        await this._sleep(delay);
-        if (this.finished) return;
-      }
+      await this._loop();
     } finally {
       globalThis.removeEventListener?.("online", onOnline);
     }
+  }
+
+  /** Connect, and after each failure back off and connect again, until the stream ends. */
+  async _loop() {
+    let failures = 0; // failed attempts in a row; only an attempt that got an event resets it
+    let connections = 0; // connections the server accepted
+    for (;;) {
+      let error = null;
+      try {
+        await this._connect(connections);
+      } catch (caught) {
+        error = caught;
+      }
+      if (this.finished) return;
+      if (error instanceof FatalError) {
+        this._fail(error.error);
+        return;
+      }
+      if (this._opened) connections += 1;
+      // A 200 that brought no new event (garbage, only comments, an immediate close) is a
+      // failure like any other, so a server answering nothing else cannot keep us forever.
+      failures = this._received ? 1 : failures + 1;
+      if (this.url === null) {
+        this._fail({
+          code: "not_resumable",
+          message: "The connection dropped and the server named no url to resume from.",
+        });
+        return;
+      }
+      if (failures > this._maxRetries) {
+        this._fail({
+          code: "connection_failed",
+          message: `Could not reconnect after ${this._maxRetries} attempts.`,
+        });
+        return;
+      }
+      await this._backOff(failures, error);
+      if (this.finished) return;
+    }
+  }
+
+  /**
+   * Wait before the next attempt: exponential from the server's `retry`, capped by
+   * `maxRetryDelay` whatever the server sent, with jitter (see backoff.js).
+   * @param {number} failures Failed attempts in a row.
+   * @param {unknown} error Why the last attempt failed; null if the response just ended.
+   */
+  async _backOff(failures, error) {
+    const delay = Math.floor(
+      backoffDelay(failures, {
+        base: DEFAULT_RETRY_MS,
+        cap: this._maxDelay,
+        retry: this.retry,
+        retryAfter: error instanceof RetryableError ? error.after : null,
+      }),
+    );
+    const reason =
+      error === null
+        ? this._received
+          ? "The stream ended before its last event."
+          : "The response ended without any new event."
+        : error instanceof Error
+          ? error.message
+          : String(error);
+    this._setState("reconnecting");
+    this._call("onReconnecting", { attempt: failures, delay, reason });
+    await this._sleep(delay);
   }
 
   /**
@@ -601,8 +446,34 @@ export class ResumableStream {
    */
   async _connect(connections) {
     this._opened = false;
-    const options = this._options;
+    this._received = false;
     const first = this._request;
+    const target = first ? first.url : /** @type {string} */ (this.url);
+    this._setState(connections === 0 && !this._restored ? "connecting" : "reconnecting");
+    const response = await this._fetch(target, first);
+    if (first) this._takeStreamUrl(response);
+    if (response.status === 204) {
+      this._finish(this._terminal.end, "");
+      return;
+    }
+    if (first && response.ok && !isEventStream(response)) {
+      await this._followJsonAnswer(response);
+      return this._connect(connections);
+    }
+    const body = await this._checkResponse(response);
+    this._opened = true;
+    this._announceOpen(target, connections);
+    await this._read(body);
+  }
+
+  /**
+   * Send the request. A POST that fails is final: it may have started the stream.
+   * @param {string} target
+   * @param {{method: string, url: string, body?: string}|null} first
+   * @returns {Promise<Response>}
+   */
+  async _fetch(target, first) {
+    const options = this._options;
     const headers = /** @type {Record<string, string>} */ ({
       Accept: "text/event-stream",
       ...options.headers,
@@ -621,12 +492,8 @@ export class ResumableStream {
       headers["Content-Type"] = "application/json";
       init.body = first.body;
     }
-    const target = first ? first.url : /** @type {string} */ (this.url);
-    this._setState(connections === 0 && !this._restored ? "connecting" : "reconnecting");
-
-    let response;
     try {
-      response = await fetch(target, init);
+      return await fetch(target, init);
     } catch (error) {
       if (first) {
         // A POST whose answer never came may or may not have started a stream: do not
@@ -638,54 +505,70 @@ export class ResumableStream {
       }
       throw new RetryableError(`Could not connect: ${error}`);
     }
+  }
 
-    if (first) {
-      this._request = null; // from now on, resume with GET
-      const location =
-        response.headers.get("Content-Location") ??
-        (response.status === 201 ? response.headers.get("Location") : null);
-      if (location) this._setUrl(new URL(location, response.url).href);
-    }
+  /**
+   * After the first request: resume with GET from the url the answer names.
+   * @param {Response} response
+   */
+  _takeStreamUrl(response) {
+    this._request = null;
+    const location =
+      response.headers.get("Content-Location") ??
+      (response.status === 201 ? response.headers.get("Location") : null);
+    if (location) this._setUrl(new URL(location, response.url).href);
+  }
 
-    if (response.status === 204) {
-      this._finish(this._terminal.end, "");
-      return;
+  /**
+   * A POST answered with JSON naming the stream: {"stream_url": ...} or Location.
+   * @param {Response} response
+   */
+  async _followJsonAnswer(response) {
+    const body = await response.json().catch(() => null);
+    if (this.url === null && typeof body?.stream_url === "string") {
+      this._setUrl(new URL(body.stream_url, response.url).href);
     }
-    const type = response.headers.get("Content-Type") ?? "";
-    if (response.ok && first && !type.startsWith("text/event-stream")) {
-      // POST answered with JSON naming the stream: {"stream_url": ...} or Location.
-      const body = await response.json().catch(() => null);
-      if (this.url === null && typeof body?.stream_url === "string") {
-        this._setUrl(new URL(body.stream_url, response.url).href);
-      }
-      if (this.url === null) {
-        throw new FatalError({
-          code: "bad_response",
-          message: "The server answered without a stream or a url to read it from.",
-          status: response.status,
-        });
-      }
-      this._request = null;
-      return this._connect(connections);
+    if (this.url === null) {
+      throw new FatalError({
+        code: "bad_response",
+        message: "The server answered without a stream or a url to read it from.",
+        status: response.status,
+      });
     }
+  }
+
+  /**
+   * The body of an event-stream answer; otherwise throws: 408, 429 and 5xx are retried
+   * (after `Retry-After`, within the cap), any other answer is final.
+   * @param {Response} response
+   * @returns {Promise<ReadableStream<Uint8Array>>}
+   */
+  async _checkResponse(response) {
     if (!response.ok) {
-      const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
-      if (retryable) {
-        const after = Number(response.headers.get("Retry-After"));
+      const status = response.status;
+      if (status >= 500 || status === 408 || status === 429) {
+        const after = parseRetryAfter(response.headers.get("Retry-After"));
         await response.body?.cancel().catch(() => {});
-        throw new RetryableError(`The server answered ${response.status}.`, after > 0 ? after * 1000 : 0);
+        throw new RetryableError(`The server answered ${status}.`, after === null ? null : after * 1000);
       }
       throw new FatalError(await refusal(response));
     }
-    if (!type.startsWith("text/event-stream") || response.body === null) {
+    if (!isEventStream(response) || response.body === null) {
+      const type = response.headers.get("Content-Type");
       throw new FatalError({
         code: "bad_response",
         message: `Expected text/event-stream, got ${type || "no content type"}.`,
         status: response.status,
       });
     }
+    return response.body;
+  }
 
-    this._opened = true;
+  /**
+   * @param {string} target The url that answered.
+   * @param {number} connections How many connections were accepted before.
+   */
+  _announceOpen(target, connections) {
     this._setState("open");
     this._call("onOpen", { url: target, lastEventId: this.lastEventId, attempt: connections });
     if (this.lastEventId !== null && (connections > 0 || this._restored)) {
@@ -696,7 +579,6 @@ export class ResumableStream {
         reason: connections === 0 ? "reload" : "reconnect",
       });
     }
-    await this._read(response.body);
   }
 
   /** @param {string} url */
@@ -765,6 +647,7 @@ export class ResumableStream {
       this.lastEventId = message.id;
     }
     this.events += 1;
+    this._received = true;
     if (terminal) {
       this._finish(message.event, message.data);
       return;

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._contract import (
+    FINISHED_LINGER,
     Claim,
     Entry,
     FramePage,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ._redis import RedisStore
 
 __all__ = [
+    "FINISHED_LINGER",
     "Claim",
     "Entry",
     "FramePage",

@@ -19,7 +19,13 @@ suite (``tests/contract``) checks them for every store:
   after ``after`` exists or the stream is finished or deleted. It may return early with
   no events (a timeout of the backend); callers simply read again.
 * **Expiry.** A finished stream is kept for the store's retention time, then it is
-  gone as if deleted. A running stream never expires while its producer is alive.
+  gone as if deleted: ``claim`` starts a new stream, ``info`` and ``read`` return
+  ``None``. A running stream never expires while its producer is alive.
+* **Readers reach the end.** Whoever is still reading a stream when it ends gets its
+  terminal event, even with a retention of 0: a ``read`` that waited on the stream
+  when it finished returns the terminal event, and a ``read`` naming the stream's
+  ``incarnation`` returns it until :data:`FINISHED_LINGER` seconds after the end
+  (unless the id was claimed anew, the stream was deleted, or a full store dropped it).
 
 All methods may raise :class:`~resumable_sse.StoreUnavailableError` when the backend
 cannot be reached; no other exception escapes a store for backend trouble.
@@ -39,6 +45,7 @@ from .._frames import encode_frames
 from .._resource import AsyncResource
 
 __all__ = [
+    "FINISHED_LINGER",
     "Claim",
     "Entry",
     "FramePage",
@@ -48,6 +55,10 @@ __all__ = [
     "StreamState",
     "StreamStore",
 ]
+
+#: Seconds after its end that a finished stream stays readable to the readers still
+#: reading it (who name its incarnation), however short the store's retention.
+FINISHED_LINGER = 10.0
 
 
 class StreamState(str, enum.Enum):
@@ -206,27 +217,47 @@ class StreamStore(AsyncResource):
         """
 
     @abstractmethod
-    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+    async def read(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> Page | None:
         """Read up to ``limit`` events with a sequence number greater than ``after``.
 
         With ``wait=True`` and nothing to return yet, block until an event arrives, the
         stream finishes, or it is deleted; the store may also return an empty page
-        after a backend-specific timeout. Events before ``info.first_seq`` are not
-        returned (the caller compares ``after`` with ``first_seq`` to detect trimming).
+        after a backend-specific timeout. A read that was waiting when the stream
+        finished returns the terminal event, whatever the retention. Events before
+        ``info.first_seq`` are not returned (the caller compares ``after`` with
+        ``first_seq`` to detect trimming).
+
+        ``incarnation`` is the stream the caller has been reading, if any: a finished
+        stream of that incarnation whose retention has passed is still returned until
+        :data:`FINISHED_LINGER` seconds after its end, so a reader gets to the end.
 
         Returns:
             The page, or ``None`` if no stream exists under ``session_id``.
         """
 
     async def read_frames(
-        self, session_id: str, after: int, *, limit: int, wait: bool
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
     ) -> FramePage | None:
         """Like :meth:`read`, with each event as its SSE frame (see ``_frames``).
 
         The default encodes what :meth:`read` returns; a store may instead build each
         frame once and hand the same bytes to every reader.
         """
-        page = await self.read(session_id, after, limit=limit, wait=wait)
+        page = await self.read(session_id, after, limit=limit, wait=wait, incarnation=incarnation)
         if page is None:
             return None
         info, events = page.info, page.events

@@ -8,21 +8,27 @@ Readers that send SSE bytes (``read_frames``) share one frame per event: it is b
 by the first such read that reaches it and kept with the stream, so a stream read that
 way holds each event's frame beside the event itself.
 
-Finished streams are remembered in a queue ordered by finish time. Expired streams are
-dropped from its front whenever a stream is claimed or looked up, so memory stays
-bounded by the streams finished within the retention time (and by ``max_streams``).
+Finished streams are remembered in an ordered dict, oldest finish first. Expired streams
+are dropped from its front whenever a stream is claimed or looked up, so memory stays
+bounded by the streams finished within the retention time (and by ``max_streams``). A
+deleted or re-claimed stream leaves that dict at once, so nothing keeps its events alive.
+
+Once its retention has passed, a finished stream is invisible (its id can be claimed
+anew), but it is only dropped ``FINISHED_LINGER`` seconds after its end at the earliest,
+so that readers still reading it (they name its incarnation) get to its terminal event.
 
 A conversation's active-stream mapping is dropped with the stream it names (when that
-stream expires or is deleted), so mappings are bounded the same way; one that names a
-stream never claimed lasts until :meth:`~MemoryStore.clear_active`, which the streamer
-calls when a start fails.
+stream is dropped: expired, evicted, deleted or replaced), so mappings are bounded the
+same way; one that names a stream never claimed lasts until
+:meth:`~MemoryStore.clear_active`, which the streamer calls when a start fails.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from itertools import count, repeat
 
@@ -33,6 +39,7 @@ from .._exceptions import LeaseLostError, StoreFullError
 from .._frames import encode_frames
 from .._ids import new_incarnation
 from ._contract import (
+    FINISHED_LINGER,
     Claim,
     Entry,
     FramePage,
@@ -56,6 +63,7 @@ class _Stream:
         "cancel",
         "changed",
         "created_at",
+        "drop_at",
         "events",
         "expires_at",
         "frames",
@@ -77,7 +85,10 @@ class _Stream:
         self.frames: list[bytes] = []
         self.created_at = now
         self.updated_at = now
-        self.expires_at: float | None = None
+        # Set when it finishes: when its retention ends (it becomes invisible), and when
+        # even readers still reading it lose it.
+        self.expires_at = math.inf
+        self.drop_at = math.inf
         self.cancel = anyio.Event()
         # Created on demand by the first waiting reader, set and dropped by the next
         # write: a producer with no one waiting pays nothing for it.
@@ -106,7 +117,9 @@ class MemoryStore(StreamStore):
     """Keeps streams in this process's memory.
 
     Args:
-        retention: Seconds a finished stream stays readable (default 600).
+        retention: Seconds a finished stream stays readable (default 600; 0 is allowed).
+            Readers still reading a stream when it ends get to its terminal event even
+            if that is longer than ``retention`` (up to ``FINISHED_LINGER`` seconds).
         max_streams: Streams held at once (default 10,000). When full, the stream that
             finished longest ago is dropped early to make room; if every stream is still
             running, :meth:`claim` raises :class:`~resumable_sse.StoreFullError`.
@@ -128,44 +141,53 @@ class MemoryStore(StreamStore):
         self.max_streams = max_streams
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
-        self._finished: deque[tuple[float, str, _Stream]] = deque()
+        # Finished streams in the order they finished, which is the order they expire in.
+        self._finished: OrderedDict[str, _Stream] = OrderedDict()
         self._tokens = itertools.count(1)
         self._active: dict[str, str] = {}
         self._active_of: dict[str, set[str]] = {}  # session id -> conversations naming it
 
     def __len__(self) -> int:
-        """The number of streams held, running or retained."""
+        """The number of streams held: running, retained, or still being read to their end."""
         self._expire()
         return len(self._streams)
 
     def _expire(self) -> None:
         now = self._clock()
         finished = self._finished
-        while finished and finished[0][0] <= now:
-            self._evict_oldest_finished()
+        while finished:
+            session_id, stream = next(iter(finished.items()))
+            if stream.drop_at > now:
+                return
+            self._drop(session_id)
 
-    def _evict_oldest_finished(self) -> None:
-        _, session_id, stream = self._finished.popleft()
-        if self._streams.get(session_id) is stream:
-            del self._streams[session_id]
+    def _drop(self, session_id: str) -> _Stream | None:
+        """Forget a stream at once, waking whoever waits on it."""
+        stream = self._streams.pop(session_id, None)
+        self._finished.pop(session_id, None)
+        if stream is not None:
+            stream.cancel.set()
             stream.wake()
             self._forget_active(session_id)
+        return stream
 
     def _forget_active(self, session_id: str) -> None:
         for conversation_id in self._active_of.pop(session_id, ()):
             if self._active.get(conversation_id) == session_id:
                 del self._active[conversation_id]
 
-    def _get(self, session_id: str) -> _Stream | None:
+    def _get(self, session_id: str, incarnation: str | None = None) -> _Stream | None:
+        """The visible stream, or a finished one past retention that ``incarnation`` names."""
         stream = self._streams.get(session_id)
-        if (
-            stream is not None
-            and stream.expires_at is not None
-            and stream.expires_at <= self._clock()
-        ):
-            self._expire()
-            return None
-        return stream
+        if stream is None or stream.expires_at == math.inf:  # absent, or running
+            return stream
+        now = self._clock()
+        if stream.expires_at > now:
+            return stream
+        if stream.incarnation == incarnation and stream.drop_at > now:
+            return stream
+        self._expire()
+        return None
 
     def _owned(self, session_id: str, claim: Claim) -> _Stream:
         stream = self._get(session_id)
@@ -177,10 +199,11 @@ class MemoryStore(StreamStore):
         self._expire()
         if self._get(session_id) is not None:
             return None
+        self._drop(session_id)  # a stream past its retention that readers still finish
         while len(self._streams) >= self.max_streams:
             if not self._finished:
                 raise StoreFullError(f"the store holds {self.max_streams} running streams")
-            self._evict_oldest_finished()
+            self._drop(next(iter(self._finished)))
         token = next(self._tokens)
         stream = _Stream(new_incarnation(), token, time.time(), owner)
         self._streams[session_id] = stream
@@ -216,34 +239,53 @@ class MemoryStore(StreamStore):
         stream.events.append(StoredEvent(seq, entry.event, entry.data))
         stream.state = state
         stream.updated_at = time.time()
-        stream.expires_at = self._clock() + self.retention
-        self._finished.append((stream.expires_at, session_id, stream))
+        now = self._clock()
+        stream.expires_at = now + self.retention
+        stream.drop_at = now + max(self.retention, FINISHED_LINGER)
+        self._finished[session_id] = stream
         stream.wake()
 
-    async def _stream_after(self, session_id: str, after: int, wait: bool) -> _Stream | None:
+    async def _stream_after(
+        self, session_id: str, after: int, wait: bool, incarnation: str | None
+    ) -> _Stream | None:
         """The stream, once it has an event after ``after`` or has finished (if ``wait``)."""
-        stream = self._get(session_id)
+        stream = self._get(session_id, incarnation)
         if stream is None:
             return None
         if wait and len(stream.events) <= after and not stream.state.finished:
             if stream.changed is None:
                 stream.changed = anyio.Event()
             await stream.changed.wait()
-            stream = self._get(session_id)
+            # This reader was attached when the stream ended: it gets the end.
+            stream = self._get(session_id, stream.incarnation)
         return stream
 
-    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+    async def read(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> Page | None:
         after = max(after, 0)
-        stream = await self._stream_after(session_id, after, wait)
+        stream = await self._stream_after(session_id, after, wait, incarnation)
         if stream is None:
             return None
         return Page(stream.info(), stream.events[after : after + limit])
 
     async def read_frames(
-        self, session_id: str, after: int, *, limit: int, wait: bool
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
     ) -> FramePage | None:
         after = max(after, 0)
-        stream = await self._stream_after(session_id, after, wait)
+        stream = await self._stream_after(session_id, after, wait, incarnation)
         if stream is None:
             return None
         events, frames = stream.events, stream.frames
@@ -272,13 +314,8 @@ class MemoryStore(StreamStore):
         await stream.cancel.wait()
 
     async def delete(self, session_id: str) -> bool:
-        if self._get(session_id) is None:
-            return False
-        stream = self._streams.pop(session_id)
-        stream.cancel.set()
-        stream.wake()
-        self._forget_active(session_id)
-        return True
+        self._expire()
+        return self._drop(session_id) is not None
 
     # -- conversations -------------------------------------------------------------------
 
@@ -286,7 +323,7 @@ class MemoryStore(StreamStore):
         self, conversation_id: str, session_id: str, *, replace: bool
     ) -> str | None:
         self._expire()
-        current = self._active.get(conversation_id)
+        current = self._active_session(conversation_id)
         if current is None or replace:
             if current is not None:
                 self._unlink(conversation_id, current)
@@ -296,7 +333,16 @@ class MemoryStore(StreamStore):
 
     async def get_active(self, conversation_id: str) -> str | None:
         self._expire()
-        return self._active.get(conversation_id)
+        return self._active_session(conversation_id)
+
+    def _active_session(self, conversation_id: str) -> str | None:
+        """The mapped session; a mapping to a stream past its retention is dropped."""
+        session_id = self._active.get(conversation_id)
+        lingering = session_id in self._streams and self._get(session_id) is None
+        if session_id is not None and lingering:
+            self._forget_active(session_id)  # only readers still reading it see it
+            return None
+        return session_id
 
     async def clear_active(self, conversation_id: str, session_id: str) -> bool:
         if self._active.get(conversation_id) != session_id:

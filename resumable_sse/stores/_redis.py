@@ -39,8 +39,11 @@ know the streamer's terminal names, hence the argument.
 Expiry. While running, every key has a sliding TTL of ``lease + retention``, set when
 the key is created and pushed forward by each ``renew`` (not by each batch, to keep a
 batch cheap), so a stream whose producer died and which nobody reads still disappears;
-finishing (or reaping) sets ``retention`` on every key. Deleting leaves two tombstones
-of one second that wake blocked readers and the producer's cancel wait.
+finishing (or reaping) sets ``retention`` (at least ``FINISHED_LINGER``, so that readers
+still reading the stream reach its end) on every key and records when the retention
+ends; past that, the stream is hidden from everyone but those readers, and a claim
+replaces it. Deleting leaves two tombstones of one second that wake blocked readers
+and the producer's cancel wait.
 
 Conversations. ``{<prefix>|<conversation id>}:active`` holds the session id of the
 conversation's active stream (a string, in the conversation's own slot). Setting it and
@@ -153,7 +156,8 @@ class RedisStore(StreamStore):
             ``decode_responses``. The store does not close a client it was given.
         url: A Redis URL, instead of ``client``; the store owns and closes that client.
         prefix: Key prefix (default ``"rsse"``); no ``{``, ``}`` or ``|``.
-        retention: Seconds a finished stream stays readable (default 600).
+        retention: Seconds a finished stream stays readable (default 600; 0 is allowed:
+            readers still reading it when it ends get to its end all the same).
         lease: Seconds a producer may go without renewing before it is presumed dead
             and its stream ends with ``lost_event`` (default 10).
         block_ms: Longest blocking read, in ms (default 5000; capped below the
@@ -201,7 +205,7 @@ class RedisStore(StreamStore):
         self._ready = not isinstance(client, RedisCluster)
         self._init_lock = anyio.Lock()
         self._max_len = max_len or 0
-        retention_ms = max(int(retention * 1000), 1)
+        retention_ms = int(retention * 1000)
         lease_ms = max(int(lease * 1000), 1)
         self._common: list[str | int] = [
             lost_event,
@@ -273,9 +277,17 @@ class RedisStore(StreamStore):
             raise ValueError("finish() needs a final state")
         await self._write(self._finish, session_id, claim, state.value, seq, _encode([entry]))
 
-    async def read(self, session_id: str, after: int, *, limit: int, wait: bool) -> Page | None:
+    async def read(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> Page | None:
         after = max(after, 0)
-        reply = await self._run(self._read, session_id, after, limit)
+        reply = await self._run(self._read, session_id, after, limit, incarnation or "")
         if reply is None:
             return None
         page, lease_left_ms = self._page(reply, after, limit)
@@ -288,7 +300,8 @@ class RedisStore(StreamStore):
             await self._client.xread(
                 {self.keys(session_id).log: f"{after}-0"}, count=1, block=block
             )
-        reply = await self._run(self._read, session_id, after, limit)
+        # This reader was attached if the stream ended meanwhile: it gets the end.
+        reply = await self._run(self._read, session_id, after, limit, page.info.incarnation)
         return None if reply is None else self._page(reply, after, limit)[0]
 
     @staticmethod
@@ -317,7 +330,7 @@ class RedisStore(StreamStore):
         return Page(info, events[:limit]), int(lease) - int(now)
 
     async def info(self, session_id: str) -> StreamInfo | None:
-        reply = await self._run(self._read, session_id, 0, 0)
+        reply = await self._run(self._read, session_id, 0, 0, "")
         return None if reply is None else self._page(reply, 0, 0)[0].info
 
     async def request_cancel(self, session_id: str) -> bool:

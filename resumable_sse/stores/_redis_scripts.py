@@ -13,6 +13,10 @@ encoded by the client as one JSON array ``[event, data, event, data, ...]``). On
 reaper writes ``b`` itself (with cjson); otherwise scripts never look inside it, so a
 batch costs the same few commands and one argument whatever its size.
 
+A finished stream keeps its keys for ``max(retention, FINISHED_LINGER)`` and records in
+``rx`` when its retention ends; past ``rx`` it is hidden (``claim`` replaces it, ``READ``
+returns nil) except from a ``READ`` naming its incarnation: a reader still reading it.
+
 Time comes from the server (``TIME``), never from a client's clock. Any script that
 loads the meta hash also *reaps*: if the stream is running and its lease has expired,
 it appends the "producer lost" event and marks the stream ``error`` first. The scripts
@@ -21,6 +25,8 @@ are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis with lupa), h
 """
 
 from __future__ import annotations
+
+from ._contract import FINISHED_LINGER
 
 __all__ = [
     "APPEND",
@@ -35,9 +41,11 @@ __all__ = [
     "SET_ACTIVE",
 ]
 
-_PRELUDE = """
+_PRELUDE = (
+    f"local LINGER = {int(FINISHED_LINGER * 1000)}\n"
+    + """
 local META, LOG, CTL = KEYS[1], KEYS[2], KEYS[3]
-local RETENTION = math.max(tonumber(ARGV[3]), 1)
+local KEEP = math.max(tonumber(ARGV[3]), LINGER)
 local RUNNING_TTL = tonumber(ARGV[4])
 local LEASE = tonumber(ARGV[5])
 local unpack = table.unpack or unpack
@@ -50,34 +58,50 @@ local function expire_all(ms)
   redis.call('PEXPIRE', CTL, ms)
 end
 
+-- A stream that has just ended: hidden once its retention is over (at rx), kept for
+-- readers still reading it until KEEP ms after its end.
+local function ended()
+  local rx = NOW + tonumber(ARGV[3])
+  redis.call('HSET', META, 'rx', rx)
+  expire_all(KEEP)
+  return tostring(rx)
+end
+
 -- m: 1 inc, 2 tok, 3 st, 4 first, 5 last, 6 created, 7 updated, 8 cancel, 9 lease,
--- 10 lost, 11 owner
+-- 10 lost, 11 owner, 12 rx (retention end)
 local function load()
   local m = redis.call('HMGET', META, 'inc', 'tok', 'st', 'first', 'last', 'c', 'u', 'cx',
-                       'le', 'lost', 'own')
+                       'le', 'lost', 'own', 'rx')
   if not m[1] then return nil end
   if m[3] == 'running' and tonumber(m[9]) <= NOW then
     local seq = tonumber(m[5]) + 1
     redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', cjson.encode({ARGV[1], ARGV[2]}))
     redis.call('HSET', META, 'st', 'error', 'last', seq, 'u', NOW, 'lost', '1')
-    expire_all(RETENTION)
     m[3], m[5], m[7], m[10] = 'error', tostring(seq), tostring(NOW), '1'
+    m[12] = ended()
   end
   return m
+end
+
+-- A finished stream past its retention, unless the caller names its incarnation.
+local function hidden(m, inc)
+  return m[3] ~= 'running' and m[12] and tonumber(m[12]) <= NOW and m[1] ~= inc
 end
 
 local function owned(m, tok, inc)
   return m ~= nil and m[2] == tok and m[1] == inc
 end
 """
+)
 
 #: ARGV[6] incarnation, [7] owner ('' for none). Returns the fencing token (a string),
-#: or nil if a stream exists.
+#: or nil if a stream exists (a hidden one is replaced).
 CLAIM = (
     _PRELUDE
     + """
-if load() then return false end
-redis.call('DEL', LOG, CTL)
+local m = load()
+if m and not hidden(m, '') then return false end
+redis.call('DEL', META, LOG, CTL)
 local tok = T[1] .. string.format('%06d', tonumber(T[2]))
 redis.call('HSET', META, 'inc', ARGV[6], 'tok', tok, 'st', 'running', 'first', '1',
            'last', '0', 'c', NOW, 'u', NOW, 'cx', '0', 'le', NOW + LEASE)
@@ -128,12 +152,13 @@ if m[3] == ARGV[8] and tonumber(m[5]) == seq and not m[10] then return 1 end
 if m[3] ~= 'running' or tonumber(m[5]) ~= seq - 1 then return 0 end
 redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', ARGV[10])
 redis.call('HSET', META, 'st', ARGV[8], 'last', seq, 'u', NOW)
-expire_all(RETENTION)
+ended()
 return 1
 """
 )
 
-#: ARGV[6] after, [7] limit (0: state only). Returns nil if there is no stream, else
+#: ARGV[6] after, [7] limit (0: state only), [8] the incarnation the caller reads ('' for
+#: none). Returns nil if there is no stream (or it is hidden from the caller), else
 #: {inc, state, first, last, created, updated, cancel, lease, now, owner} followed, for
 #: each batch holding events after ``after`` until ``limit`` of them are covered, by
 #: its last seq, its number of events and its encoded events.
@@ -141,7 +166,7 @@ READ = (
     _PRELUDE
     + """
 local m = load()
-if not m then return false end
+if not m or hidden(m, ARGV[8]) then return false end
 local out = {m[1], m[3], m[4], m[5], m[6], m[7], m[8], m[9], tostring(NOW), m[11] or ''}
 local after = tonumber(ARGV[6])
 local limit = tonumber(ARGV[7])

@@ -1,0 +1,43 @@
+"""SSE frames on their own: sse-starlette's encoding exactly, chunks bounded in bytes."""
+
+from __future__ import annotations
+
+import pytest
+from sse_starlette.event import ensure_bytes
+
+from resumable_sse._frames import encode_frame, encode_frames, join_frames, with_retry
+from resumable_sse.stores import StoredEvent
+
+DATAS = ["", "tokn", "a\nb", "a\r\nb\rc", "\n", "ends with\r", "é € 😀", ": not a comment"]
+
+
+@pytest.mark.parametrize("data", DATAS)
+def test_a_frame_is_what_sse_starlette_makes_of_the_dict(data: str) -> None:
+    """Same bytes as the dict sent through EventSourceResponse, with and without id/retry."""
+    event = {"id": "abc-7", "event": "message", "data": data}
+    assert encode_frame("abc-7", "message", data) == ensure_bytes(event, "\r\n")
+    assert encode_frame(None, "error", data) == ensure_bytes(
+        {"event": "error", "data": data}, "\r\n"
+    )
+    assert with_retry(encode_frame("abc-7", "message", data), 1000) == ensure_bytes(
+        {**event, "retry": 1000}, "\r\n"
+    )
+    [frame] = encode_frames("abc-", [StoredEvent(7, "message", data)])
+    assert frame == encode_frame("abc-7", "message", data)
+
+
+def test_retry_goes_into_the_first_frame_of_a_chunk_only() -> None:
+    """The first event carries the advice; the events after it are untouched."""
+    frames = encode_frames("x-", [StoredEvent(1, "message", "a\n\nb"), StoredEvent(2, "m", "c")])
+    [chunk] = join_frames(frames, 1 << 20)
+    assert with_retry(chunk, 5) == with_retry(frames[0], 5) + frames[1]
+
+
+def test_chunks_stay_under_the_limit_and_keep_every_byte_in_order() -> None:
+    """A page larger than the limit is split between frames; a frame over it goes alone."""
+    frames = [bytes([65 + i]) * size for i, size in enumerate([10, 10, 10, 25, 5, 5])]
+    chunks = join_frames(frames, 20)
+    assert b"".join(chunks) == b"".join(frames)
+    assert [len(c) for c in chunks] == [20, 10, 25, 10]
+    assert join_frames(frames[:1], 1) == [frames[0]]
+    assert join_frames(frames, 1000) == [b"".join(frames)]
