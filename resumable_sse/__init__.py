@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._access import AccessRequest, Authorize, owner_only
+from ._access import AccessRequest, Authorize, Principal, owner_only
 from ._assets import client_assets, client_mount
 from ._consumer import Subscription
 from ._conversations import ActiveStream
@@ -36,7 +36,7 @@ from ._ids import new_session_id
 from ._sources import Source
 from ._streamer import Streamer, StreamStatus
 from ._version import __version__
-from .factory import get_streamer
+from .factory import StreamerOptions, get_streamer
 from .stores import (
     Claim,
     Entry,
@@ -70,6 +70,7 @@ __all__ = [
     "LimitExceededError",
     "MemoryStore",
     "Page",
+    "Principal",
     "RedisStore",
     "ResumableSSEError",
     "SessionNotFoundError",
@@ -84,6 +85,7 @@ __all__ = [
     "StreamStore",
     "Streamer",
     "StreamerClosedError",
+    "StreamerOptions",
     "Subscription",
     "TerminalEvents",
     "TooManyConsumersError",

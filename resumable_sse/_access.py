@@ -11,6 +11,12 @@ id starts the caller's stream, a taken one is denied), which is safe for unguess
 
 Operations without a principal (trusted server-side code) are not checked by the
 default policy; a custom ``authorize`` sees them too, with ``principal=None``.
+
+A principal is a non-empty ``str``; an ``int`` or a ``UUID`` (common user ids) is turned
+into its ``str`` at the API, so ``42`` and ``"42"`` are the same principal on every
+store, and a stream's ``owner`` is always a ``str``. Anything else, ``bool`` included,
+raises ``TypeError``, and an empty string ``ValueError``: neither may silently become
+"no principal", which would make the caller trusted.
 """
 
 from __future__ import annotations
@@ -19,12 +25,24 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
+from uuid import UUID
 
 from typing_extensions import final
 
 from ._exceptions import AccessDeniedError
 
-__all__ = ["AccessRequest", "Action", "Authorize", "check_access", "owner_only"]
+__all__ = [
+    "AccessRequest",
+    "Action",
+    "Authorize",
+    "Principal",
+    "check_access",
+    "normalize_principal",
+    "owner_only",
+]
+
+#: Who is asking: the app's user id. ``int`` and ``UUID`` are turned into ``str``.
+Principal: TypeAlias = str | int | UUID
 
 #: What a caller wants to do with a session.
 Action: TypeAlias = Literal["start", "read", "status", "cancel", "delete"]
@@ -71,3 +89,24 @@ async def check_access(authorize: Authorize, request: AccessRequest) -> None:
         allowed = await allowed
     if not allowed:
         raise AccessDeniedError("access denied")
+
+
+def normalize_principal(principal: object) -> str | None:
+    """The principal as streams store and compare it: a non-empty ``str``, or ``None``.
+
+    Raises:
+        TypeError: ``principal`` is not a ``str``, ``int`` or ``UUID`` (a ``bool`` is not
+            accepted as an ``int``).
+        ValueError: ``principal`` is the empty string.
+    """
+    if principal is None:
+        return None
+    if isinstance(principal, str):
+        if not principal:
+            raise ValueError("principal must not be empty (use None for trusted calls)")
+        return str.__str__(principal)  # the plain value, also of a str subclass (enum)
+    if isinstance(principal, int) and not isinstance(principal, bool):
+        return str(int(principal))  # the decimal value, also of an int subclass (enum)
+    if isinstance(principal, UUID):
+        return str(principal)
+    raise TypeError(f"principal must be a str, int or UUID, not {type(principal).__name__}")

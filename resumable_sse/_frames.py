@@ -52,8 +52,8 @@ def join_frames(frames: Sequence[bytes], limit: int) -> list[bytes]:
     written whole, and the server waits for the client only between chunks. A lone
     frame is returned as it is, not copied.
     """
-    if len(frames) == 1:
-        return [frames[0]]
+    if len(frames) <= 1:
+        return list(frames)  # none (an empty read: nothing to send), or one as it is
     if sum(map(len, frames)) <= limit:
         return [b"".join(frames)]
     chunks, start, size = [], 0, 0

@@ -17,6 +17,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ._access import Principal
 from ._compact import COMPACT_HEADER, COMPACT_PARAM
 from ._consumer import Subscription
 from ._exceptions import (
@@ -78,7 +79,7 @@ async def sse_response(
     session_id: str,
     generator: Source | None = None,
     *,
-    principal: str | None = None,
+    principal: Principal | None = None,
     ping: float = 15.0,
     retry: int | None = 1000,
     headers: Mapping[str, str] | None = None,

@@ -319,12 +319,24 @@ class Producer:
             return
 
     async def _keep_lease(self, interval: float) -> None:
+        """Renew the lease every ``interval``; while the store is unavailable, sooner.
+
+        A store with leases gives a producer one lease after its expired lease is first
+        noticed, so after an outage the renewal must come soon: failed renewals are
+        retried with a backoff that never exceeds ``interval``, however long the outage.
+        """
+        failures = 0  # renewals failed in a row
         while True:
-            await anyio.sleep(interval)
+            delay = interval
+            if failures:
+                delay = backoff_delay(failures, base=_STORE_RETRY_BASE, cap=interval)
+            await anyio.sleep(delay)
             try:
                 await self._store.renew(self._session_id, self._claim)
             except StoreUnavailableError:
+                failures += 1
                 continue
             except LeaseLostError as exc:
                 self._fail(exc)
                 return
+            failures = 0

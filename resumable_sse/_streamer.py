@@ -13,7 +13,15 @@ from types import TracebackType
 import anyio
 from typing_extensions import Self, final
 
-from ._access import AccessRequest, Action, Authorize, check_access, owner_only
+from ._access import (
+    AccessRequest,
+    Action,
+    Authorize,
+    Principal,
+    check_access,
+    normalize_principal,
+    owner_only,
+)
 from ._consumer import ConsumerSlots, Subscription
 from ._conversations import ActiveStream, activate, run_mapped
 from ._events import TerminalEvents, check_event_name
@@ -183,7 +191,7 @@ class Streamer:
     # -- producing ----------------------------------------------------------------------
 
     async def start(
-        self, session_id: str, generator: Source, *, principal: str | None = None
+        self, session_id: str, generator: Source, *, principal: Principal | None = None
     ) -> bool:
         """Start the session's stream in the background, unless it exists already.
 
@@ -192,14 +200,16 @@ class Streamer:
             generator: An async or sync iterable of items, or a zero-argument callable
                 returning one. If the stream exists, a generator is closed without being
                 iterated and a callable is never called.
-            principal: Who is starting it (the app's user id); a new stream is bound to
-                it, see :func:`~resumable_sse.owner_only`.
+            principal: Who is starting it (the app's user id: a non-empty ``str``, or an
+                ``int`` or ``UUID``, which stands for its ``str``); a new stream is bound
+                to it, see :func:`~resumable_sse.owner_only`.
 
         Returns:
             ``True`` if this call started the stream, ``False`` if it already existed.
 
         Raises:
             InvalidSessionIdError: the session id is not allowed.
+            TypeError, ValueError: ``principal`` is of another type, or empty.
             AccessDeniedError: the authorize policy refused.
             StoreFullError: the store holds its maximum number of streams.
             StoreUnavailableError: the store cannot be reached.
@@ -214,14 +224,15 @@ class Streamer:
         return True
 
     async def _claim(
-        self, session_id: str, generator: Source, principal: str | None
+        self, session_id: str, generator: Source, principal: Principal | None
     ) -> Claim | None:
         """Validate and claim the stream; close ``generator`` unless a claim is returned."""
         try:
             validate_session_id(session_id)
+            owner = normalize_principal(principal)
             await self._host.ready()
-            await self._authorized("start", session_id, principal)
-            claim = await self.store.claim(session_id, owner=principal)
+            await self._authorized("start", session_id, owner)
+            claim = await self.store.claim(session_id, owner=owner)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await close_unused(generator)
@@ -239,7 +250,7 @@ class Streamer:
         *,
         session_id: str | None = None,
         supersede: bool = True,
-        principal: str | None = None,
+        principal: Principal | None = None,
     ) -> ActiveStream:
         """Start a stream as the conversation's one active stream, atomically.
 
@@ -262,7 +273,8 @@ class Streamer:
 
         Raises:
             ConversationBusyError: another stream runs and ``supersede`` is false.
-            InvalidSessionIdError, AccessDeniedError, StoreFullError,
+            InvalidSessionIdError, TypeError or ValueError (a bad ``principal``),
+            AccessDeniedError, StoreFullError,
             StoreUnavailableError, StreamerClosedError: as for :meth:`start`.
         """
         validate_session_id(conversation_id)
@@ -299,7 +311,9 @@ class Streamer:
                 logger.warning("could not cancel superseded stream %r: %s", superseded, exc)
         return ActiveStream(session_id, started=True, superseded=superseded)
 
-    async def active(self, conversation_id: str, *, principal: str | None = None) -> str | None:
+    async def active(
+        self, conversation_id: str, *, principal: Principal | None = None
+    ) -> str | None:
         """The session id of the conversation's running stream, or ``None``.
 
         A stream that has finished (or expired) is not active, even before its
@@ -307,10 +321,12 @@ class Streamer:
 
         Raises:
             InvalidSessionIdError: the conversation id is not allowed.
+            TypeError, ValueError: ``principal`` is of another type, or empty.
             AccessDeniedError: the authorize policy refused reading that stream.
             StoreUnavailableError: the store cannot be reached.
         """
         validate_session_id(conversation_id)
+        principal = normalize_principal(principal)
         session_id = await self.store.get_active(conversation_id)
         if session_id is None:
             return None
@@ -329,7 +345,7 @@ class Streamer:
         generator: Source | None = None,
         last_id: str | None = None,
         *,
-        principal: str | None = None,
+        principal: Principal | None = None,
         compact: bool = False,
     ) -> Subscription:
         """Start the stream if needed and open a subscription at ``last_id``, eagerly.
@@ -348,9 +364,9 @@ class Streamer:
 
         Raises:
             InvalidSessionIdError, InvalidEventIdError (and its subclasses),
-            AccessDeniedError, SessionNotFoundError, HistoryTrimmedError,
-            TooManyConsumersError, StoreFullError, StoreUnavailableError,
-            StreamerClosedError.
+            TypeError or ValueError (a bad ``principal``), AccessDeniedError,
+            SessionNotFoundError, HistoryTrimmedError, TooManyConsumersError,
+            StoreFullError, StoreUnavailableError, StreamerClosedError.
         """
         position = await self._prepare(session_id, generator, last_id, principal)
         return await self._subscription(session_id, compact=compact).open(position)
@@ -376,11 +392,12 @@ class Streamer:
         session_id: str,
         generator: Source | None,
         last_id: str | None,
-        principal: str | None,
+        principal: Principal | None,
     ) -> EventId | None:
         """Validate, start the stream if asked to, check read access; return the position."""
         try:
             validate_session_id(session_id)
+            principal = normalize_principal(principal)
             position = parse_last_event_id(last_id)
         except BaseException:
             if generator is not None:
@@ -400,7 +417,7 @@ class Streamer:
         generator: Source,
         last_id: str | None = None,
         *,
-        principal: str | None = None,
+        principal: Principal | None = None,
         compact: bool = False,
     ) -> Subscription:
         """Stream a session: start it if it is new, then yield its events from ``last_id``.
@@ -416,7 +433,11 @@ class Streamer:
                 start. Exclusive: streaming resumes with the event after it.
             principal: Who is asking (the app's user id), for the authorize policy.
             compact: Merge runs of text events in the replay (see :meth:`open`).
+
+        Raises:
+            TypeError, ValueError: ``principal`` is not a principal (raised at once).
         """
+        principal = normalize_principal(principal)
 
         async def opener() -> EventId | None:
             return await self._prepare(session_id, generator, last_id, principal)
@@ -428,16 +449,20 @@ class Streamer:
         session_id: str,
         last_id: str | None = None,
         *,
-        principal: str | None = None,
+        principal: Principal | None = None,
         compact: bool = False,
     ) -> Subscription:
         """Like :meth:`stream`, for an existing stream only; never starts one.
 
         ``compact`` is as for :meth:`open`.
 
+        Raises:
+            TypeError, ValueError: ``principal`` is not a principal (raised at once).
+
         Raises (when iterated):
             SessionNotFoundError: there is no stream under this session id.
         """
+        principal = normalize_principal(principal)
 
         async def opener() -> EventId | None:
             return await self._prepare(session_id, None, last_id, principal)
@@ -446,7 +471,7 @@ class Streamer:
 
     # -- managing -----------------------------------------------------------------------
 
-    async def status(self, session_id: str, *, principal: str | None = None) -> StreamStatus:
+    async def status(self, session_id: str, *, principal: Principal | None = None) -> StreamStatus:
         """Report a stream's state, event count and times.
 
         Raises:
@@ -454,6 +479,7 @@ class Streamer:
             SessionNotFoundError: there is no stream under this session id.
         """
         validate_session_id(session_id)
+        principal = normalize_principal(principal)
         info = await self._authorized("status", session_id, principal)
         if info is None:
             info = await self.store.info(session_id)
@@ -470,7 +496,7 @@ class Streamer:
             owner=info.owner,
         )
 
-    async def cancel(self, session_id: str, *, principal: str | None = None) -> bool:
+    async def cancel(self, session_id: str, *, principal: Principal | None = None) -> bool:
         """Stop a running stream: its generator is closed and ``cancelled`` is stored.
 
         Works wherever the producer runs (any worker sharing the store). Idempotent.
@@ -483,12 +509,13 @@ class Streamer:
             SessionNotFoundError: there is no stream under this session id.
         """
         validate_session_id(session_id)
+        principal = normalize_principal(principal)
         info = await self._authorized("cancel", session_id, principal)
         if info is None and await self.store.info(session_id) is None:
             raise SessionNotFoundError(f"no stream for session {session_id!r}")
         return await self.store.request_cancel(session_id)
 
-    async def delete(self, session_id: str, *, principal: str | None = None) -> bool:
+    async def delete(self, session_id: str, *, principal: Principal | None = None) -> bool:
         """Delete a stream and its events, stopping its producer if it runs.
 
         Clients still reading it get :class:`~resumable_sse.SessionNotFoundError`.
@@ -500,6 +527,7 @@ class Streamer:
             AccessDeniedError: the authorize policy refused.
         """
         validate_session_id(session_id)
+        principal = normalize_principal(principal)
         await self._authorized("delete", session_id, principal)
         producer = self._host.producer(session_id)
         if producer is not None:

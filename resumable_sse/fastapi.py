@@ -47,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from typing_extensions import final
 
+from ._access import Principal
 from ._consumer import Subscription
 from ._exceptions import ResumableSSEError, StoreUnavailableError
 from ._http import compact_requested, error_response, last_event_id
@@ -158,7 +159,7 @@ async def open_events(
     session_id: str,
     generator: Source | None = None,
     *,
-    principal: str | None = None,
+    principal: Principal | None = None,
     retry: int | None = 1000,
     compact: bool | None = None,
 ) -> ServerSentEvents:

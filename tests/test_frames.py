@@ -40,4 +40,5 @@ def test_chunks_stay_under_the_limit_and_keep_every_byte_in_order() -> None:
     assert b"".join(chunks) == b"".join(frames)
     assert [len(c) for c in chunks] == [20, 10, 25, 10]
     assert join_frames(frames[:1], 1) == [frames[0]]
+    assert join_frames([], 20) == []  # an empty read sends nothing, not an empty chunk
     assert join_frames(frames, 1000) == [b"".join(frames)]

@@ -370,11 +370,18 @@ async def test_access_control_example_binds_streams_to_their_user() -> None:
 
 
 async def test_redis_example_builds_a_redis_streamer() -> None:
-    """The Redis block makes a streamer on a RedisStore (it connects on first use)."""
+    """The Redis blocks make streamers on RedisStores (they connect on first use), with
+    the options given to get_streamer or to the store by hand."""
     namespace = execute("redis")
     streamer: Streamer = namespace["streamer"]
-    assert isinstance(streamer.store, RedisStore)
+    by_hand: Streamer = namespace["by_hand"]
+    assert by_hand.store is namespace["store"]
+    for store in (streamer.store, by_hand.store):
+        assert isinstance(store, RedisStore)
+        assert (store.prefix, store.lease) == ("chat", 10)
     await streamer.aclose()
+    await streamer.store.aclose()  # it owns the client it made from the URL
+    await by_hand.aclose()
 
 
 def test_readme_urls_are_absolute_and_name_files_that_exist() -> None:

@@ -1,9 +1,12 @@
 """Redis outages seen by a producer, and a Sentinel-managed client.
 
 A producer whose writes fail retries with backoff: a short outage loses and repeats
-nothing; one longer than ``store_retry_deadline`` ends the stream with an ``error``
-event once Redis is back. Progress is observed through the library's own log records
-(an event set by a logging handler), never by sleeping.
+nothing, and so does a restart, ``DEBUG SLEEP`` or ``CLIENT PAUSE`` longer than the lease
+(every lease expires on Redis's clock meanwhile; the two-step reap keeps the stream of
+a producer that comes back); an outage longer than ``store_retry_deadline`` ends the
+stream with an ``error`` event once Redis is back. Progress is observed through the
+library's own log records (an event set by a logging handler) and the events readers
+receive, never by sleeping; sleeps only make an outage last.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from resumable_sse import RedisStore, Streamer, get_streamer
+from resumable_sse import RedisStore, StoreUnavailableError, Streamer, get_streamer
 from tests.redis_server import RedisServer, require_redis, started_server
 from tests.servers import free_port
 
@@ -143,6 +146,94 @@ async def test_an_outage_past_the_deadline_ends_the_stream_with_an_error(
     assert [e["data"] for e in first] == [str(i) for i in range(20)]
     assert [e["event"] for e in rest] == ["error"]
     assert json.loads(rest[0]["data"])["code"] in {"store_unavailable", "producer_lost"}
+
+
+LEASE = 2.0  # short, to keep the tests quick; the deadline (60 s) is far longer
+
+
+async def redis_now(redis: Redis) -> float:
+    seconds, micros = await redis.time()
+    return float(seconds) + micros / 1e6
+
+
+async def follow(streamer: Streamer, received: list[Event], has_20: anyio.Event) -> None:
+    """A reader that stays through the fault: it resumes by id whenever Redis fails it
+    (as a client reconnects), until the terminal event."""
+    while not received or received[-1]["event"] == "message":
+        last_id = received[-1]["id"] if received else None
+        try:
+            async for event in streamer.resume("s1", last_id):
+                received.append(event)
+                if len(received) == 20:
+                    has_20.set()
+        except StoreUnavailableError:
+            await anyio.sleep(0.05)  # the client's reconnection delay, not a wait for a result
+
+
+def every_event_once(received: list[Event]) -> None:
+    assert [e["data"] for e in received] == [str(i) for i in range(40)] + [""]
+    assert received[-1]["event"] == "end"
+    assert [int(e["id"].rsplit("-", 1)[1]) for e in received] == list(range(1, 42))
+
+
+async def test_a_restart_longer_than_the_lease_only_delays_the_stream(
+    server: RedisServer, log_signal: type[LogSignal]
+) -> None:
+    """Redis (append-only) is down for over two leases, less than the deadline, while the
+    producer has events to write and a reader keeps reconnecting: the producer keeps its
+    stream, and the reader gets every event exactly once."""
+    redis = client(server.url)
+    store = RedisStore(redis, prefix=f"o-{uuid.uuid4().hex[:8]}", lease=LEASE)
+    retrying = log_signal("store unavailable, retrying")
+    gate, has_20 = anyio.Event(), anyio.Event()
+    received: list[Event] = []
+    async with Streamer(store, store_retry_deadline=60) as streamer:
+        await streamer.start("s1", gated(gate))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow, streamer, received, has_20)
+            await has_20.wait()
+            down_at = await redis_now(redis)
+            await anyio.to_thread.run_sync(server.kill)
+            gate.set()
+            await retrying.seen.wait()  # the producer hit the outage and is retrying
+            await anyio.sleep(2 * LEASE + 0.5)  # the outage under test
+            await anyio.to_thread.run_sync(server.start)
+            back_at = await redis_now(redis)
+    await redis.aclose()
+    assert back_at - down_at > 2 * LEASE  # the lease ran out on Redis's clock
+    every_event_once(received)
+
+
+@pytest.mark.parametrize("stall", ["DEBUG SLEEP", "CLIENT PAUSE"])
+async def test_a_stall_longer_than_the_lease_only_delays_the_stream(stall: str) -> None:
+    """Redis stops serving for longer than the lease (``DEBUG SLEEP``, or ``CLIENT PAUSE``
+    of every client) while the generator waits and a reader follows: the stream goes on
+    afterwards and the reader gets every event exactly once."""
+    with started_server(extra=("--enable-debug-command", "yes")) as server:
+        redis, admin = client(server.url), client(server.url)
+        store = RedisStore(redis, prefix=f"o-{uuid.uuid4().hex[:8]}", lease=LEASE)
+        gate, has_20 = anyio.Event(), anyio.Event()
+        received: list[Event] = []
+        async with Streamer(store, store_retry_deadline=60) as streamer:
+            await streamer.start("s1", gated(gate))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow, streamer, received, has_20)
+                await has_20.wait()
+                stalled = LEASE + 0.5
+                command = (
+                    ("DEBUG", "SLEEP", stalled)  # answered once the sleep is over
+                    if stall == "DEBUG SLEEP"
+                    else ("CLIENT", "PAUSE", int(stalled * 1000), "ALL")
+                )
+                before = await redis_now(admin)
+                await admin.execute_command(*command)  # type: ignore[no-untyped-call]
+                await redis.ping()  # answered once Redis serves again
+                after = await redis_now(admin)
+                gate.set()
+        await redis.aclose()
+        await admin.aclose()
+    assert after - before > LEASE
+    every_event_once(received)
 
 
 class SentinelServer:

@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from typing_extensions import final
 
+from .._access import Principal
 from .._consumer import Subscription
 from .._events import TerminalEvents
 from .._exceptions import ResumableSSEError, StoreUnavailableError
@@ -79,7 +80,7 @@ class ChatRequest:
 #: The app's model call: a chat request in, the answer's items out (text and chunks).
 Respond: TypeAlias = Callable[[ChatRequest], "Items | Awaitable[Items]"]
 #: Who is asking, for the streamer's authorize policy (sync or async).
-PrincipalOf: TypeAlias = Callable[[Request], "str | Awaitable[str | None] | None"]
+PrincipalOf: TypeAlias = Callable[[Request], "Principal | Awaitable[Principal | None] | None"]
 
 
 class _BadRequest(Exception):
@@ -185,7 +186,7 @@ class ChatStreams:
             Route(api + "/{chat_id}/stop", self.stop, methods=["POST"]),
         ]
 
-    async def _who(self, request: Request) -> str | None:
+    async def _who(self, request: Request) -> Principal | None:
         if self._principal is None:
             return None
         who = self._principal(request)

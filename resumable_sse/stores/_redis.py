@@ -28,13 +28,19 @@ deleted, re-claimed, finished or reaped can never write again. The producer hold
 lease (``lease`` seconds, default 10) that each append and each ``renew`` (every
 ``lease / 3`` s) extends; all times are the server's (``TIME``), not the clients'.
 
-Producer death. Whoever touches a running stream whose lease has expired - a reader
-(waiting readers block no longer than until the lease expiry), ``info``, a claim, the
-late producer itself - *reaps* it inside the same script: the event named
+Producer death. A producer that stops renewing is reaped in two steps (the details
+are in ``_redis_scripts.py``): whoever else touches a running stream whose lease has
+expired - a reader, ``info``, a claim - first only marks it suspect; a look one lease
+later reaps it if the producer has still not written or renewed: the event named
 ``lost_event`` (default ``"error"``, the default terminal error name; pass your
 ``TerminalEvents.error`` if you renamed it) is appended with data
-``{"code":"producer_lost",...}`` and the state becomes ``error``. The store does not
-know the streamer's terminal names, hence the argument.
+``{"code":"producer_lost",...}`` and the state becomes ``error``. The producer's own
+writes never reap its stream. So a stall or outage of Redis, during which no producer
+can renew, never ends a stream whose producer is alive and comes back within
+``store_retry_deadline``, and a dead producer's stream ends about two leases after
+its last renewal: waiting readers wake for both steps by themselves (they block no
+longer than until the next step is due). The store does not know the streamer's
+terminal names, hence the argument.
 
 Expiry. While running, every key has a sliding TTL of ``lease + retention``, set when
 the key is created and pushed forward by each ``renew`` (not by each batch, to keep a
@@ -158,8 +164,9 @@ class RedisStore(StreamStore):
         prefix: Key prefix (default ``"rsse"``); no ``{``, ``}`` or ``|``.
         retention: Seconds a finished stream stays readable (default 600; 0 is allowed:
             readers still reading it when it ends get to its end all the same).
-        lease: Seconds a producer may go without renewing before it is presumed dead
-            and its stream ends with ``lost_event`` (default 10).
+        lease: Seconds a producer may go without renewing before its stream is
+            suspect (default 10); a stream still suspect one lease later ends with
+            ``lost_event``, so a dead producer is detected within about two leases.
         block_ms: Longest blocking read, in ms (default 5000; capped below the
             client's ``socket_timeout``).
         max_len: Keep about this many newest events per stream (whole batches are
@@ -290,12 +297,12 @@ class RedisStore(StreamStore):
         reply = await self._run(self._read, session_id, after, limit, incarnation or "")
         if reply is None:
             return None
-        page, lease_left_ms = self._page(reply, after, limit)
+        page, due_in_ms = self._page(reply, after, limit)
         if not wait or page.events or page.info.state.finished:
             return page
         # Block until the log grows past ``after`` (or is deleted), but no longer than
-        # until the lease runs out: then the re-read below reaps a dead producer.
-        block = max(1, min(self._block_ms, lease_left_ms + 5))
+        # until the reap's next step is due: then the re-read below takes it.
+        block = max(1, min(self._block_ms, due_in_ms + 5))
         with _translated():
             await self._client.xread(
                 {self.keys(session_id).log: f"{after}-0"}, count=1, block=block
@@ -306,9 +313,7 @@ class RedisStore(StreamStore):
 
     @staticmethod
     def _page(reply: Sequence[Any], after: int, limit: int) -> tuple[Page, int]:
-        inc, state, first, last, created, updated, cancel, lease, now, owner = map(
-            _text, reply[:10]
-        )
+        inc, state, first, last, created, updated, cancel, due, now, owner = map(_text, reply[:10])
         info = StreamInfo(
             incarnation=inc,
             state=StreamState(state),
@@ -327,7 +332,7 @@ class RedisStore(StreamStore):
                 seq += 1
                 if seq > after:
                     events.append(_stored(seq, batch[j], batch[j + 1]))
-        return Page(info, events[:limit]), int(lease) - int(now)
+        return Page(info, events[:limit]), int(due) - int(now)
 
     async def info(self, session_id: str) -> StreamInfo | None:
         reply = await self._run(self._read, session_id, 0, 0, "")

@@ -18,10 +18,23 @@ A finished stream keeps its keys for ``max(retention, FINISHED_LINGER)`` and rec
 returns nil) except from a ``READ`` naming its incarnation: a reader still reading it.
 
 Time comes from the server (``TIME``), never from a client's clock. Any script that
-loads the meta hash also *reaps*: if the stream is running and its lease has expired,
-it appends the "producer lost" event and marks the stream ``error`` first. The scripts
-are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis with lupa), hence
-``math.floor`` and the ``unpack`` fallback.
+loads the meta hash also *reaps*, in two steps, so that a stall or outage of Redis
+itself (during which nobody can renew) is never taken for the producer's death:
+
+1. A script run by anyone but the owner (a reader, ``info``, a claim, a cancel request)
+   that finds the stream running with its lease expired only marks it *suspect*: the
+   hash's ``sus`` field records the time.
+2. A later such script that finds the lease still expired one full lease after that
+   mark reaps: it appends the "producer lost" event and marks the stream ``error``.
+
+The owner's scripts (those called with its token and incarnation) never reap: its
+append or renewal succeeds however late it comes, unless the stream was reaped in
+the meantime, and it clears the mark with its new lease. So a producer that is alive
+gets one lease from the first look after Redis serves again, while a dead producer's
+stream is reaped two leases after its last renewal (plus the time until somebody
+looks; waiting readers wake for both steps: ``READ`` reports when the next step is
+due). The scripts are written for Lua 5.1 (Redis) and also run on Lua 5.4 (fakeredis
+with lupa), hence ``math.floor`` and the ``unpack`` fallback.
 """
 
 from __future__ import annotations
@@ -68,19 +81,37 @@ local function ended()
 end
 
 -- m: 1 inc, 2 tok, 3 st, 4 first, 5 last, 6 created, 7 updated, 8 cancel, 9 lease,
--- 10 lost, 11 owner, 12 rx (retention end)
-local function load()
+-- 10 lost, 11 owner, 12 rx (retention end), 13 suspect. After load(), m[9] is when an
+-- observer should look again: the lease's expiry, or, once the stream is suspect, the
+-- mark plus one lease. tok/inc: the caller's claim, if it has one; its owner never
+-- reaps (see the docstring).
+local function load(tok, inc)
   local m = redis.call('HMGET', META, 'inc', 'tok', 'st', 'first', 'last', 'c', 'u', 'cx',
-                       'le', 'lost', 'own', 'rx')
+                       'le', 'lost', 'own', 'rx', 'sus')
   if not m[1] then return nil end
-  if m[3] == 'running' and tonumber(m[9]) <= NOW then
+  if m[3] ~= 'running' or tonumber(m[9]) > NOW or (m[2] == tok and m[1] == inc) then
+    return m
+  end
+  if not m[13] then
+    redis.call('HSET', META, 'sus', NOW)
+    m[13] = tostring(NOW)
+  elseif tonumber(m[13]) + LEASE <= NOW then
     local seq = tonumber(m[5]) + 1
     redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', cjson.encode({ARGV[1], ARGV[2]}))
     redis.call('HSET', META, 'st', 'error', 'last', seq, 'u', NOW, 'lost', '1')
     m[3], m[5], m[7], m[10] = 'error', tostring(seq), tostring(NOW), '1'
     m[12] = ended()
   end
+  m[9] = tostring(tonumber(m[13]) + LEASE)
   return m
+end
+
+-- The owner's write or renewal: a new lease, and the stream is no longer suspect.
+local function extend(m)
+  if m[13] then
+    redis.call('HDEL', META, 'sus')
+  end
+  redis.call('HSET', META, 'le', NOW + LEASE)
 end
 
 -- A finished stream past its retention, unless the caller names its incarnation.
@@ -118,7 +149,7 @@ return tok
 APPEND = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) or m[3] ~= 'running' then return 0 end
 local last = tonumber(m[5])
 local first = tonumber(ARGV[8])
@@ -126,7 +157,8 @@ local top = first - 1 + tonumber(ARGV[10])
 if last == top then return 1 end
 if last ~= first - 1 then return 0 end
 redis.call('XADD', LOG, top .. '-0', 'n', ARGV[10], 'b', ARGV[11])
-redis.call('HSET', META, 'last', top, 'u', NOW, 'le', NOW + LEASE)
+redis.call('HSET', META, 'last', top, 'u', NOW)
+extend(m)
 if last == 0 then redis.call('PEXPIRE', LOG, RUNNING_TTL) end
 local cap = tonumber(ARGV[9])
 if cap > 0 and top > cap then
@@ -145,7 +177,7 @@ return 1
 FINISH = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) then return 0 end
 local seq = tonumber(ARGV[9])
 if m[3] == ARGV[8] and tonumber(m[5]) == seq and not m[10] then return 1 end
@@ -159,9 +191,11 @@ return 1
 
 #: ARGV[6] after, [7] limit (0: state only), [8] the incarnation the caller reads ('' for
 #: none). Returns nil if there is no stream (or it is hidden from the caller), else
-#: {inc, state, first, last, created, updated, cancel, lease, now, owner} followed, for
+#: {inc, state, first, last, created, updated, cancel, due, now, owner} followed, for
 #: each batch holding events after ``after`` until ``limit`` of them are covered, by
-#: its last seq, its number of events and its encoded events.
+#: its last seq, its number of events and its encoded events. ``due`` is when a reader
+#: waiting on a running stream should look again: its lease's expiry, or, once the
+#: stream is suspect, the time its reap would be due.
 READ = (
     _PRELUDE
     + """
@@ -212,7 +246,7 @@ return 1
 CANCEL_CHECK = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) or m[8] == '1' or m[3] ~= 'running' then return 1 end
 return 0
 """
@@ -222,9 +256,9 @@ return 0
 RENEW = (
     _PRELUDE
     + """
-local m = load()
+local m = load(ARGV[6], ARGV[7])
 if not owned(m, ARGV[6], ARGV[7]) or m[3] ~= 'running' then return 0 end
-redis.call('HSET', META, 'le', NOW + LEASE)
+extend(m)
 redis.call('PEXPIRE', META, RUNNING_TTL)
 redis.call('PEXPIRE', LOG, RUNNING_TTL)
 return 1

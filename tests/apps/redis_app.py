@@ -28,11 +28,12 @@ from resumable_sse import RedisStore, Streamer, sse_response
 URL = os.environ["RSSE_REDIS_URL"]
 PREFIX = os.environ.get("RSSE_PREFIX", "rsse")
 LEASE = float(os.environ.get("RSSE_LEASE", "10"))
+BLOCK_MS = int(os.environ.get("RSSE_BLOCK_MS", "5000"))
 
 client = Redis.from_url(URL)
 # The gate blocks without a timeout, so its client has no socket timeout.
 gate_client = Redis.from_url(URL, socket_timeout=None)
-streamer = Streamer(RedisStore(client, prefix=PREFIX, lease=LEASE))
+streamer = Streamer(RedisStore(client, prefix=PREFIX, lease=LEASE, block_ms=BLOCK_MS))
 
 
 def test_key(name: str, sid: str) -> str:
