@@ -15,6 +15,7 @@ import anyio
 from benchmarks import (
     scenarios_aisdk,
     scenarios_browser,
+    scenarios_compact,
     scenarios_core,
     scenarios_http,
     scenarios_http_load,
@@ -42,6 +43,8 @@ async def main_async(quick: bool, only: set[str]) -> Report:
         if wanted("http"):
             await scenarios_http.end_to_end(report, n)
             await scenarios_http.ladder(report, server.url, n, rounds)
+        if wanted("compact"):
+            await scenarios_compact.replay(report, server.url, 10_000, rounds)
         if wanted("fanout"):
             counts = [20, 50] if quick else [100, 500]
             await scenarios_http_load.fan_out(report, counts, 200 if quick else 2_000, few)
@@ -83,7 +86,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups: core, http, fanout, pace, redis, vercel (default: all)",
+        help="comma-separated groups: core, http, compact, fanout, pace, aisdk, redis, vercel"
+        " (default: all)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results"), help="output folder"

@@ -32,7 +32,7 @@ from ._exceptions import (
     StreamerClosedError,
     TooManyConsumersError,
 )
-from ._http import error_response, last_event_id, sse_response
+from ._http import compact_requested, error_response, last_event_id, sse_response
 from ._ids import new_session_id
 from ._live import LiveStream
 from ._sources import Source
@@ -96,6 +96,7 @@ __all__ = [
     "__version__",
     "client_assets",
     "client_mount",
+    "compact_requested",
     "error_response",
     "get_streamer",
     "last_event_id",

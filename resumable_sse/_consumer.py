@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from typing_extensions import Self, final
 
+from ._compact import Compactor
 from ._exceptions import (
     EventIdAheadError,
     HistoryLostError,
@@ -108,10 +109,15 @@ class Subscription(AsyncResource):
     ``EventSourceResponse`` sends as it is. Iteration ends after the stream's terminal
     event. Positions are validated when the subscription opens, before any event is
     yielded, so an HTTP layer can still answer with an error status.
+
+    With ``compact=True`` the *replay* (the events already stored when it opens) comes
+    with every run of text events merged into one event (see ``_compact``); the events
+    stored after that follow one by one, as usual.
     """
 
     __slots__ = (
         "_after",
+        "_compact",
         "_events",
         "_holds_slot",
         "_hooks",
@@ -120,6 +126,7 @@ class Subscription(AsyncResource):
         "_opener",
         "_page_size",
         "_prefix",
+        "_replay_end",
         "_reported",
         "_session_id",
         "_slots",
@@ -135,8 +142,11 @@ class Subscription(AsyncResource):
         opener: Callable[[], Awaitable[object]] | None = None,
         slots: ConsumerSlots | None = None,
         hooks: Hooks = NO_HOOKS,
+        compact: bool = False,
     ) -> None:
         self._store = store
+        self._compact = compact
+        self._replay_end = 0
         self._slots = slots
         self._holds_slot = False
         self._session_id = session_id
@@ -165,6 +175,8 @@ class Subscription(AsyncResource):
             self._holds_slot = True
         try:
             await self._first_page(position, after)
+            if self._compact:
+                await self._compact_replay()
         except BaseException:
             self._release()
             raise
@@ -201,6 +213,48 @@ class Subscription(AsyncResource):
         self._events = page.events
         self._after = after
         self._prefix = info.incarnation + "-"
+        self._replay_end = info.last_seq
+
+    async def _compact_replay(self) -> None:
+        """Read the whole replay (up to ``replay_end``), merging runs of text events.
+
+        Done before the first event goes out: a merged event can only be sent once its
+        run has ended. Events stored meanwhile, past ``replay_end``, follow unmerged.
+        """
+        info, end = self._info, self._replay_end
+        assert info is not None
+        compactor = Compactor()
+        out = compactor.feed(self._events)
+        read_to = self._events[-1].seq if self._events else self._after
+        late: Sequence[StoredEvent] = ()
+        while read_to < end:
+            page = await self._store.read(
+                self._session_id, read_to, limit=self._page_size, wait=False
+            )
+            if page is None or page.info.incarnation != info.incarnation:
+                raise SessionNotFoundError(
+                    f"the stream of session {self._session_id!r} was deleted or expired"
+                )
+            events = page.events
+            if not events or events[0].seq != read_to + 1:
+                raise HistoryTrimmedError(
+                    f"events after {self._prefix}{read_to} were trimmed before they were read"
+                )
+            cut = next((i for i, e in enumerate(events) if e.seq > end), len(events))
+            out += compactor.feed(events[:cut])
+            late = events[cut:]
+            read_to = events[-1].seq
+            info = page.info
+        self._info = info
+        self._events = [*out, *compactor.flush(), *late]
+
+    @property
+    def replay_end(self) -> int:
+        """The number of the last event stored when the subscription opened (0 if none).
+
+        The events up to it are the *replay*; those after it, the live tail.
+        """
+        return self._replay_end
 
     def _count_delivered(self) -> None:
         if self._index > self._reported:

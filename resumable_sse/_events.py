@@ -81,6 +81,9 @@ def encode_item(item: object, default_event: str, terminal: TerminalEvents) -> t
       keys): a custom event; non-text data is encoded as JSON;
     * anything else JSON can encode: the JSON text.
 
+    Only ``str`` and ``bytes`` items make *text* events (``Entry.text``), which a
+    compacted replay may merge with their neighbours.
+
     Returns:
         The event and the size of its data in UTF-8 bytes.
 
@@ -90,7 +93,7 @@ def encode_item(item: object, default_event: str, terminal: TerminalEvents) -> t
             terminal events, unknown keys).
     """
     if type(item) is str:  # the hot path: one token of text
-        return Entry(default_event, item), _utf8_size(item)
+        return Entry(default_event, item, True), _utf8_size(item)
     if isinstance(item, Mapping) and "data" in item:
         extra = set(item) - _EVENT_KEYS
         if extra:
@@ -101,4 +104,5 @@ def encode_item(item: object, default_event: str, terminal: TerminalEvents) -> t
         data = _to_text(item["data"])
         return Entry(event, data), _utf8_size(data)
     data = _to_text(item)
-    return Entry(default_event, data), _utf8_size(data)
+    text = isinstance(item, (str, bytes, bytearray, memoryview))
+    return Entry(default_event, data, text), _utf8_size(data)

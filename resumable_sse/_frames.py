@@ -41,7 +41,7 @@ def encode_frames(prefix: str, events: Sequence[StoredEvent]) -> list[bytes]:
     """Frames of stored events, with ids ``<prefix><seq>`` (the prefix ends with ``-``)."""
     return [
         f"id: {prefix}{seq}\r\nevent: {event}\r\ndata: {_data_lines(data)}\r\n\r\n".encode()
-        for seq, event, data in events
+        for seq, event, data, _ in events
     ]
 
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ._access import Principal
+from ._compact import COMPACT_HEADER, COMPACT_PARAM
 from ._consumer import Subscription
 from ._exceptions import (
     ResumableSSEError,
@@ -27,9 +28,11 @@ from ._frames import encode_frame, with_retry
 from ._sources import Source
 from ._streamer import Streamer
 
-__all__ = ["error_response", "last_event_id", "sse_response"]
+__all__ = ["compact_requested", "error_response", "last_event_id", "sse_response"]
 
 logger = logging.getLogger("resumable_sse")
+
+_YES = frozenset({"1", "true", "yes", "on"})
 
 #: Headers that keep proxies from buffering or transforming the stream.
 STREAM_HEADERS = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"}
@@ -57,6 +60,19 @@ def last_event_id(request: Request) -> str | None:
     return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
 
 
+def compact_requested(request: Request) -> bool:
+    """Whether the request asks for a compacted replay.
+
+    The ``Compact-Replay`` header or the ``compact`` query parameter (which a browser's
+    ``EventSource`` can send), with a value of ``1``, ``true``, ``yes`` or ``on``; the
+    header wins when both are present.
+    """
+    value = request.headers.get(COMPACT_HEADER)
+    if value is None:
+        value = request.query_params.get(COMPACT_PARAM)
+    return value is not None and value.strip().lower() in _YES
+
+
 async def sse_response(
     streamer: Streamer,
     request: Request,
@@ -67,6 +83,7 @@ async def sse_response(
     ping: float = 15.0,
     retry: int | None = 1000,
     headers: Mapping[str, str] | None = None,
+    compact: bool | None = None,
 ) -> Response:
     """Answer a request with the session's stream, resuming where the client left off.
 
@@ -81,6 +98,9 @@ async def sse_response(
         ping: Seconds between keep-alive comments (0 disables them).
         retry: Reconnection delay, in milliseconds, advised to the client.
         headers: Extra response headers.
+        compact: Send the replay compacted (runs of text events merged, see
+            :meth:`Streamer.open`): ``None`` (the default) as the request asks (see
+            :func:`compact_requested`), ``True`` always, ``False`` never.
 
     Returns:
         An ``EventSourceResponse``; 204 if the client already has every event (which
@@ -89,7 +109,11 @@ async def sse_response(
     """
     try:
         subscription = await streamer.open(
-            session_id, generator, last_event_id(request), principal=principal
+            session_id,
+            generator,
+            last_event_id(request),
+            principal=principal,
+            compact=compact_requested(request) if compact is None else compact,
         )
     except ResumableSSEError as exc:
         return error_response(exc)

@@ -236,7 +236,7 @@ class Producer:
         count = total = 0
         async for item in iterator:
             if type(item) is str and item.isascii():  # the common case, inlined
-                entry, size = _new(Entry, (event, item)), len(item)
+                entry, size = _new(Entry, (event, item, True)), len(item)
             else:
                 entry, size = encode_item(item, event, terminal)
             count += 1

@@ -373,6 +373,7 @@ class Streamer:
         last_id: str | None = None,
         *,
         principal: Principal | None = None,
+        compact: bool = False,
     ) -> Subscription:
         """Start the stream if needed and open a subscription at ``last_id``, eagerly.
 
@@ -382,18 +383,28 @@ class Streamer:
         Close the subscription (``aclose()``) if you stop reading it early, to give back
         its consumer slot at once.
 
+        With ``compact=True``, the events already stored (the replay after ``last_id``)
+        come with every run of consecutive text events (``str`` or ``bytes`` items)
+        merged into one event carrying their concatenated data and the id of the last
+        one; JSON items, custom and terminal events keep their place; later events come
+        one by one. Every id sent is an exact resume point.
+
         Raises:
             InvalidSessionIdError, InvalidEventIdError (and its subclasses),
             TypeError or ValueError (a bad ``principal``), AccessDeniedError,
             SessionNotFoundError, HistoryTrimmedError, TooManyConsumersError,
             StoreFullError, StoreUnavailableError, StreamerClosedError.
         """
-        subscription = self._subscription(session_id)
+        subscription = self._subscription(session_id, compact=compact)
         await self._open(subscription, session_id, generator, last_id, principal)
         return subscription
 
     def _subscription(
-        self, session_id: str, opener: Callable[[], Awaitable[object]] | None = None
+        self,
+        session_id: str,
+        opener: Callable[[], Awaitable[object]] | None = None,
+        *,
+        compact: bool = False,
     ) -> Subscription:
         return Subscription(
             self.store,
@@ -402,6 +413,7 @@ class Streamer:
             opener=opener,
             slots=self._slots,
             hooks=self._telemetry,
+            compact=compact,
         )
 
     async def _open(
@@ -464,6 +476,7 @@ class Streamer:
         last_id: str | None = None,
         *,
         principal: Principal | None = None,
+        compact: bool = False,
     ) -> Subscription:
         """Stream a session: start it if it is new, then yield its events from ``last_id``.
 
@@ -477,6 +490,7 @@ class Streamer:
             last_id: The client's ``Last-Event-ID``; ``None``, ``""`` or ``"0"`` for the
                 start. Exclusive: streaming resumes with the event after it.
             principal: Who is asking (the app's user id), for the authorize policy.
+            compact: Merge runs of text events in the replay (see :meth:`open`).
 
         Raises:
             TypeError, ValueError: ``principal`` is not a principal (raised at once).
@@ -486,13 +500,20 @@ class Streamer:
         async def opener() -> None:
             await self._open(subscription, session_id, generator, last_id, principal)
 
-        subscription = self._subscription(session_id, opener)
+        subscription = self._subscription(session_id, opener, compact=compact)
         return subscription
 
     def resume(
-        self, session_id: str, last_id: str | None = None, *, principal: Principal | None = None
+        self,
+        session_id: str,
+        last_id: str | None = None,
+        *,
+        principal: Principal | None = None,
+        compact: bool = False,
     ) -> Subscription:
         """Like :meth:`stream`, for an existing stream only; never starts one.
+
+        ``compact`` is as for :meth:`open`.
 
         Raises:
             TypeError, ValueError: ``principal`` is not a principal (raised at once).
@@ -505,7 +526,7 @@ class Streamer:
         async def opener() -> None:
             await self._open(subscription, session_id, None, last_id, principal)
 
-        subscription = self._subscription(session_id, opener)
+        subscription = self._subscription(session_id, opener, compact=compact)
         return subscription
 
     # -- managing -----------------------------------------------------------------------

@@ -17,6 +17,11 @@ yields like any other::
 A stream started by a POST is resumed by GET from the response's ``Content-Location``
 (or ``resume_url=``). A POST is never repeated: it could start the work twice.
 
+A GET that starts with nothing (no ``last_event_id``) asks for a *compacted* replay
+(``Compact-Replay: 1``): the text stored so far arrives as one event per run instead of
+one per token, with the id of the last token it covers; a server that does not compact
+sends every event, which reads the same. Reconnects resume after the last id, unmerged.
+
 Errors, both :class:`~resumable_sse.ResumableSSEError`::
 
     ResumableSSEError
@@ -40,6 +45,7 @@ from typing_extensions import final
 
 from ._backoff import backoff_delay, parse_retry_after
 from ._client_models import ReconnectFailedError, Reconnecting, StreamEvent, StreamRequestError
+from ._compact import COMPACT_HEADER
 from ._events import TerminalEvents
 from ._exceptions import ResumableSSEError, StaleEventIdError
 from ._ids import EventId, parse_last_event_id
@@ -91,6 +97,8 @@ class ResumableEventSource(AsyncResource):
             25 % jitter; a ``Retry-After`` is waited out, but no server value lifts a
             delay past this cap. ``0`` retries at once.
         terminal_events: The terminal event names, if the server renamed them.
+        compact: Ask for a compacted replay when a GET starts with nothing (the
+            default); false reads every event as it was stored.
         on_reconnecting: Called with a :class:`Reconnecting` before each wait.
 
     Raises:
@@ -111,6 +119,7 @@ class ResumableEventSource(AsyncResource):
         max_retries: int = 10,
         max_retry_delay: float = 30.0,
         terminal_events: TerminalEvents | None = None,
+        compact: bool = True,
         on_reconnecting: Callable[[Reconnecting], object] | None = None,
     ) -> None:
         if max_retries < 0:
@@ -120,6 +129,7 @@ class ResumableEventSource(AsyncResource):
                 f"max_retry_delay must be a finite number >= 0, not {max_retry_delay!r}"
             )
         self._client = client
+        self._compact = compact
         self._method = method.upper()
         self._first_url = url
         self._json = json
@@ -211,6 +221,8 @@ class ResumableEventSource(AsyncResource):
         headers = dict(self._headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
+        elif self._compact and not first:  # a GET from nothing; a POST starts the stream
+            headers[COMPACT_HEADER] = "1"
         if first:
             method, url, body = self._method, self._first_url, {"json": self._json}
         else:
@@ -325,6 +337,7 @@ async def stream_events(
     max_retries: int = 10,
     max_retry_delay: float = 30.0,
     terminal_events: TerminalEvents | None = None,
+    compact: bool = True,
     on_reconnecting: Callable[[Reconnecting], object] | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """Iterate over a stream's events, reconnecting transparently.
@@ -352,6 +365,7 @@ async def stream_events(
         max_retries=max_retries,
         max_retry_delay=max_retry_delay,
         terminal_events=terminal_events,
+        compact=compact,
         on_reconnecting=on_reconnecting,
     )
     async with source:

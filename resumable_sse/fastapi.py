@@ -50,7 +50,7 @@ from typing_extensions import final
 from ._access import Principal
 from ._consumer import Subscription
 from ._exceptions import ResumableSSEError, StoreUnavailableError
-from ._http import error_response, last_event_id
+from ._http import compact_requested, error_response, last_event_id
 from ._resource import AsyncResource
 from ._sources import Source
 from ._streamer import Streamer
@@ -161,6 +161,7 @@ async def open_events(
     *,
     principal: Principal | None = None,
     retry: int | None = 1000,
+    compact: bool | None = None,
 ) -> ServerSentEvents:
     """Open the session's stream where the client left off, or raise the answer instead.
 
@@ -176,6 +177,8 @@ async def open_events(
             resume (404 for an unknown session).
         principal: The requesting user, for the streamer's authorize policy (403).
         retry: Reconnection delay, in milliseconds, advised to the client.
+        compact: Send the replay compacted: ``None`` as the request asks (the
+            ``Compact-Replay`` header or ``compact`` query parameter), else always or never.
 
     Returns:
         The events to yield from a path operation with ``EventSourceResponse``.
@@ -186,7 +189,11 @@ async def open_events(
     """
     try:
         subscription = await streamer.open(
-            session_id, generator, last_event_id(request), principal=principal
+            session_id,
+            generator,
+            last_event_id(request),
+            principal=principal,
+            compact=compact_requested(request) if compact is None else compact,
         )
     except ResumableSSEError as exc:
         raise NoStream.from_error(exc) from None
@@ -197,7 +204,7 @@ async def open_events(
 
 
 def resume(
-    streamer: Streamer, *, retry: int | None = 1000
+    streamer: Streamer, *, retry: int | None = 1000, compact: bool | None = None
 ) -> Callable[[Request, str], AsyncIterator[ServerSentEvents]]:
     """A dependency that resumes the stream named by the ``session_id`` parameter.
 
@@ -208,10 +215,14 @@ def resume(
     Args:
         streamer: The streamer that owns the sessions.
         retry: Reconnection delay, in milliseconds, advised to the client.
+        compact: Send the replay compacted: ``None`` as the request asks, else always
+            or never (see :func:`open_events`).
     """
 
     async def resume_stream(request: Request, session_id: str) -> AsyncIterator[ServerSentEvents]:
-        async with await open_events(streamer, request, session_id, retry=retry) as events:
+        async with await open_events(
+            streamer, request, session_id, retry=retry, compact=compact
+        ) as events:
             yield events
 
     return resume_stream

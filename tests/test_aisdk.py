@@ -180,12 +180,68 @@ async def test_resume_replays_from_the_start_and_follows_live() -> None:
             replay: list[Any] = []
             async for event in source.aiter_sse():
                 replay.append(event.data if event.data == "[DONE]" else json.loads(event.data))
-                if len(replay) == 4:
+                if len(replay) == 3:
                     await release_once_open()
     assert replay[0] == first[0]  # the same start chunk and message id
+    # The text so far comes as one delta (a compacted replay), the rest live.
+    assert replay[2] == {"type": "text-delta", "id": "text-1", "delta": "one two"}
+    assert replay[3] == {"type": "text-delta", "id": "text-1", "delta": " three"}
     assert text_of(replay) == "one two three"
     assert replay[-2:] == [{"type": "finish"}, "[DONE]"]
     assert model.runs == 1
+
+
+async def test_a_compacted_replay_merges_deltas_of_one_part_only() -> None:
+    """Deltas of one text or reasoning part merge (escapes and all); chunks between split."""
+    tricky = ['say "hi"\n', "\\ é 🙂", "\r\n"]
+    items: list[Any] = [
+        *tricky,
+        {"type": "reasoning-start", "id": "r"},
+        {"type": "reasoning-delta", "id": "r", "delta": "think "},
+        {"type": "reasoning-delta", "id": "r", "delta": "more"},
+        {"type": "reasoning-end", "id": "r"},
+        {"type": "tool-input-available", "toolCallId": "c", "toolName": "t", "input": {}},
+        "after",
+        " tool",
+        "paused",
+    ]
+    model = Model(items, pause_at=len(items) - 1)
+    async with serving(model) as client:
+        _, first = await read_chunks(client, "POST", "/api/chat", json=body(), limit=14)
+        async with aconnect_sse(client, "GET", "/api/chat/chat-1/stream") as source:
+            merged: list[Any] = []
+            async for event in source.aiter_sse():
+                merged.append(event.data if event.data == "[DONE]" else json.loads(event.data))
+                if len(merged) == 10:
+                    model.release.set()
+    kinds = [c if isinstance(c, str) else (c["type"], c.get("delta")) for c in merged]
+    assert kinds == [
+        ("start", None),
+        ("text-start", None),
+        ("text-delta", "".join(tricky)),
+        ("text-end", None),
+        ("reasoning-start", None),
+        ("reasoning-delta", "think more"),
+        ("reasoning-end", None),
+        ("tool-input-available", None),
+        ("text-start", None),
+        ("text-delta", "after tool"),
+        ("text-delta", "paused"),
+        ("text-end", None),
+        ("finish", None),
+        "[DONE]",
+    ]
+    assert text_of(merged) == text_of(first) + "paused"
+
+
+async def test_compact_false_replays_chunk_by_chunk() -> None:
+    """``ChatStreams(compact=False)``: the replay is what the first reader got."""
+    model = Model(["one", " two", " three"], pause_at=2)
+    async with serving(model, compact=False) as client:
+        _, first = await read_chunks(client, "POST", "/api/chat", json=body(), limit=4)
+        _, replay = await read_chunks(client, "GET", "/api/chat/chat-1/stream", limit=4)
+        model.release.set()
+    assert replay == first
 
 
 async def test_resume_of_a_chat_without_a_running_answer_is_204() -> None:

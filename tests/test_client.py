@@ -71,7 +71,8 @@ class TestDemo:
                 assert chat.status_code == 201
                 session_id = chat.json()["session_id"]
                 events: list[StreamEvent] = []
-                source = ResumableEventSource(http, chat.json()["stream_url"])
+                # Event by event (no compacted replay): the drops happen at chosen events.
+                source = ResumableEventSource(http, chat.json()["stream_url"], compact=False)
                 async with source:
                     async for event in source:
                         events.append(event)

@@ -23,7 +23,11 @@
  * - 204 means the client already has everything; other 4xx answers are final and carry
  *   {"error": code, "message": ...}; 408, 429 and 5xx are retried;
  * - a POST that streams its answer names the stream's GET url in `Content-Location`
- *   (a POST answered with JSON names it in `Location` or a `stream_url` field).
+ *   (a POST answered with JSON names it in `Location` or a `stream_url` field);
+ * - `Compact-Replay: 1`, sent by a GET that starts with nothing (a new tab or device),
+ *   asks for the text stored so far as one event per run instead of one per token (the
+ *   id of the last token it covers keeps resuming exact); after a reload the client
+ *   asks for the rest only, after its saved id, and the server sends it event by event.
  *
  * @module resumable-sse
  */
@@ -102,6 +106,9 @@ export function parseEventId(id) {
  * @property {string|null} [lastEventId] Resume after this id instead of the saved one.
  * @property {boolean} [persist=true] Keep the last id and the text in sessionStorage so a
  *   reload resumes; false always reads the stream from its start.
+ * @property {boolean} [compact=true] When starting with nothing, ask for the replay with
+ *   each run of text merged into one event (`onToken` then gets the text so far at once);
+ *   false reads every event as it was stored.
  * @property {string|((streamUrl: string) => string)} [cancelUrl="cancel"] Where stop()
  *   POSTs; a string resolves against the stream url, so the default fits
  *   `/chat/{id}/stream` + `/chat/{id}/cancel`.
@@ -472,6 +479,7 @@ export class ResumableStream {
       ...options.headers,
     });
     if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
+    else if (!first && options.compact !== false) headers["Compact-Replay"] = "1"; // GETs only
     /** @type {RequestInit} */
     const init = {
       method: first ? first.method : "GET",

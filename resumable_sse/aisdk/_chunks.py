@@ -15,14 +15,15 @@ streamer's terminal events are not chunks; :func:`sse_events` turns them into
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from .._events import TerminalEvents
 from .._exceptions import InvalidItemError
 from .._sources import Source, open_source
 
-__all__ = ["CHUNK_TYPES", "DONE", "sse_events", "ui_message_chunks"]
+__all__ = ["CHUNK_TYPES", "DONE", "merge_deltas", "sse_events", "ui_message_chunks"]
 
 #: Every chunk type the AI SDK's ``uiMessageChunkSchema`` accepts, besides ``data-*``.
 CHUNK_TYPES = frozenset(
@@ -170,6 +171,62 @@ async def ui_message_chunks(source: Source, *, message_id: str) -> AsyncIterator
         aclose = getattr(items, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+#: A text or reasoning delta exactly as the encoder writes it: its delta's JSON string can
+#: be joined with the next one's without decoding (escapes never span the quotes).
+_DELTA = re.compile(r'\{"type":"(?:text|reasoning)-delta","id":"(?:[^"\\]|\\.)*","delta":"')
+_STRING_END = re.compile(r'(?:[^"\\]|\\.)*"\}')
+
+
+def _delta(data: str) -> tuple[str, str] | None:
+    """``(head, escaped delta)`` of a plain delta chunk, else ``None``."""
+    head = _DELTA.match(data)
+    if head is None or _STRING_END.fullmatch(data, head.end()) is None:
+        return None
+    return data[: head.end()], data[head.end() : -2]
+
+
+def _seq(event_id: object) -> int:
+    return int(str(event_id).rpartition("-")[2] or 0)
+
+
+async def merge_deltas(
+    events: AsyncIterator[Mapping[str, object]], replay_end: int
+) -> AsyncGenerator[Mapping[str, object], None]:
+    """A compacted replay of stored chunks: each run of ``text-delta`` (or
+    ``reasoning-delta``) chunks of one part, up to event number ``replay_end``, becomes one
+    delta chunk with the id of the last. The chunks are JSON text, so the core's merge of
+    text events does not apply; this one joins the deltas' JSON strings as they are.
+    Later events pass one by one; a run is sent as soon as it ends or reaches
+    ``replay_end``, never held while waiting for the live tail.
+    """
+    run: list[Mapping[str, object]] = []
+    head = ""
+    pieces: list[str] = []
+
+    def merged() -> Mapping[str, object]:
+        last = run[-1]
+        if len(run) == 1:
+            return last
+        return {**last, "data": head + "".join(pieces) + '"}'}
+
+    async for event in events:
+        parts = _delta(str(event["data"])) if _seq(event["id"]) <= replay_end else None
+        if run and (parts is None or parts[0] != head):
+            yield merged()
+            run, pieces = [], []
+        if parts is None:
+            yield event
+            continue
+        head = parts[0]
+        run.append(event)
+        pieces.append(parts[1])
+        if _seq(event["id"]) >= replay_end:
+            yield merged()
+            run, pieces = [], []
+    if run:
+        yield merged()
 
 
 def _field(data: str, key: str, default: str) -> str:

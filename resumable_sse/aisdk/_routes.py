@@ -10,7 +10,9 @@ What ``DefaultChatTransport`` (npm ``ai``) does, and how each route answers it:
 * ``GET {api}/{chatId}/stream``, no body, no ``Last-Event-ID``: 204 if the chat has
   no running stream (the client then does nothing), else the stream, replayed from
   its start (the client's default ``resumeStreamIsReplay``) or, with
-  ``resume="tail"``, from the request's ``Last-Event-ID`` or else from now.
+  ``resume="tail"``, from the request's ``Last-Event-ID`` or else from now. A replay
+  from the start is compacted (``compact=True``, the default): each run of text deltas
+  stored so far comes as one ``text-delta`` chunk, then the live chunks one by one.
 * ``POST {api}/{chatId}/stop``: the client's ``stop()`` only disconnects, so the
   frontend calls this route too; it cancels the generation wherever it runs.
 """
@@ -39,7 +41,7 @@ from .._http import error_response, last_event_id
 from .._ids import new_session_id
 from .._sources import Items
 from .._streamer import Streamer
-from ._chunks import DONE, sse_events, ui_message_chunks
+from ._chunks import DONE, merge_deltas, sse_events, ui_message_chunks
 
 __all__ = ["HEADERS", "ChatRequest", "ChatStreams", "PrincipalOf", "Respond"]
 
@@ -145,6 +147,9 @@ class ChatStreams:
             that answer (the default); if false, the request gets 409.
         principal: Gives the requesting user's id, for the streamer's authorize policy.
         ping: Seconds between keep-alive comments (0 disables them).
+        compact: A replay from the start (a reload, another device) sends each run of
+            ``text-delta`` (and ``reasoning-delta``) chunks stored so far as one chunk
+            (the default); false replays chunk by chunk. The live tail is never merged.
     """
 
     def __init__(
@@ -156,6 +161,7 @@ class ChatStreams:
         supersede: bool = True,
         principal: PrincipalOf | None = None,
         ping: float = 15.0,
+        compact: bool = True,
     ) -> None:
         if resume not in ("replay", "tail"):
             raise ValueError('resume must be "replay" or "tail"')
@@ -165,6 +171,7 @@ class ChatStreams:
         self._supersede = supersede
         self._principal = principal
         self._ping = ping
+        self._compact = compact
 
     def routes(self, api: str = "/api/chat") -> list[BaseRoute]:
         """The send, resume and stop routes under ``api``, for a Starlette or FastAPI app.
@@ -232,7 +239,7 @@ class ChatStreams:
         if subscription.finished:
             await subscription.aclose()
             return Response(status_code=204)
-        return self._response(subscription)
+        return self._response(subscription, compact=self._compact and position is None)
 
     async def stop(self, request: Request) -> Response:
         """``POST {api}/{chat_id}/stop``: cancel the chat's running answer.
@@ -250,19 +257,21 @@ class ChatStreams:
             return error_response(exc)
         return JSONResponse({"stopped": stopped})
 
-    def _response(self, subscription: Subscription) -> Response:
+    def _response(self, subscription: Subscription, *, compact: bool = False) -> Response:
         return EventSourceResponse(
-            _closing(subscription, self.streamer.terminal_events),
+            _closing(subscription, self.streamer.terminal_events, compact=compact),
             ping=self._ping,
             headers=HEADERS,
         )
 
 
 async def _closing(
-    subscription: Subscription, terminal: TerminalEvents
+    subscription: Subscription, terminal: TerminalEvents, *, compact: bool
 ) -> AsyncIterator[Mapping[str, str]]:
+    merged = merge_deltas(subscription, subscription.replay_end) if compact else None
+    events: AsyncIterator[Mapping[str, object]] = merged or subscription
     try:
-        async for event in sse_events(subscription, terminal):
+        async for event in sse_events(events, terminal):
             yield event
     except StoreUnavailableError as exc:
         # Ending without [DONE]: the client sees a dropped connection and may resume.
@@ -271,4 +280,6 @@ async def _closing(
         yield {"data": json.dumps({"type": "error", "errorText": str(exc)})}
         yield {"data": DONE}
     finally:
+        if merged is not None:
+            await merged.aclose()
         await subscription.aclose()

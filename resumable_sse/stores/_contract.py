@@ -80,18 +80,26 @@ class StreamState(str, enum.Enum):
 
 
 class Entry(NamedTuple):
-    """An event to append: its SSE event name and its data, before it has a number."""
+    """An event to append: its SSE event name and its data, before it has a number.
+
+    ``text`` is true when the generator yielded the data itself (a ``str`` or ``bytes``
+    item), false for JSON-encoded items, custom events and terminal events. A store
+    keeps it (a flag, no copy of anything) so that a compacted replay can merge runs of
+    text; a store that drops it stays correct, its replays are just never compacted.
+    """
 
     event: str
     data: str
+    text: bool = False
 
 
 class StoredEvent(NamedTuple):
-    """An event in the log, with the sequence number the store gave it."""
+    """An event in the log, with the sequence number the store gave it (see :class:`Entry`)."""
 
     seq: int
     event: str
     data: str
+    text: bool = False
 
 
 @final

@@ -219,10 +219,10 @@ class MemoryStore(StreamStore):
             return  # a retry of a batch that landed
         if last != first_seq - 1 or stream.state.finished:
             raise LeaseLostError(f"stream {session_id!r} ends at {last}, not {first_seq - 1}")
-        # All in C: zip builds each (seq, event, data) and tuple.__new__ makes it a
+        # All in C: zip builds each (seq, event, data, text) and tuple.__new__ makes it a
         # StoredEvent without the named tuple's Python-level __new__.
-        names, datas = zip(*entries, strict=True)
-        events.extend(map(_new, repeat(StoredEvent), zip(count(first_seq), names, datas)))
+        names, datas, texts = zip(*entries, strict=True)
+        events.extend(map(_new, repeat(StoredEvent), zip(count(first_seq), names, datas, texts)))
         stream.updated_at = time.time()
         stream.wake()
 

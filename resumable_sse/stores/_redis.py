@@ -11,9 +11,11 @@ share a Cluster slot and one Lua script can touch them all atomically::
 The log is a Redis Stream with explicit ids. One ``append`` is one script call that
 writes the whole batch as *one* stream entry whose id is ``<last seq of the batch>-0``,
 with two fields: ``n``, the number of events, and ``b``, the events as one JSON array
-``[event, data, event, data, ...]``. A batch thus costs a constant number of Redis
-commands and a single argument to encode and parse, however many events it holds
-(encoding each event as its own argument made redis-py's packing the bottleneck).
+``[event, data, event, data, ...]`` (the name of a *text* event, one the generator
+yielded as ``str`` or ``bytes``, starts with ``~``, which no event name contains). A
+batch thus costs a constant number of Redis commands and a single argument to encode
+and parse, however many events it holds (encoding each event as its own argument made
+redis-py's packing the bottleneck).
 Each event still has its own sequence number and id. Sequence numbers map
 to ids, so ``read(after=k)`` is ``XRANGE (k-0 +`` (entries whose last seq exceeds ``k``).
 
@@ -138,11 +140,26 @@ def _translated() -> Iterator[None]:
 _new = tuple.__new__
 
 
+#: Marks a text event's name in a stored batch; never part of an event name.
+_TEXT = "~"
+
+
 def _encode(entries: Sequence[Entry]) -> str:
-    """A batch as the log stores it: one JSON array ``[event, data, event, data, ...]``."""
-    return json.dumps(
-        list(itertools.chain.from_iterable(entries)), ensure_ascii=False, separators=(",", ":")
+    """A batch as the log stores it: one JSON array ``[event, data, event, data, ...]``.
+
+    A text event's name carries the ``~`` marker (one byte; names never contain it).
+    """
+    flat = itertools.chain.from_iterable(
+        (_TEXT + event if text else event, data) for event, data, text in entries
     )
+    return json.dumps(list(flat), ensure_ascii=False, separators=(",", ":"))
+
+
+def _stored(seq: int, name: str, data: str) -> StoredEvent:
+    """A stored event from a batch's name (with or without the text marker) and data."""
+    if name[:1] == _TEXT:
+        return _new(StoredEvent, (seq, name[1:], data, True))
+    return _new(StoredEvent, (seq, name, data, False))
 
 
 def _text(value: Any) -> str:
@@ -377,7 +394,7 @@ class RedisStore(StreamStore):
             for j in range(0, 2 * count, 2):
                 seq += 1
                 if seq > after:
-                    events.append(_new(StoredEvent, (seq, batch[j], batch[j + 1])))
+                    events.append(_stored(seq, batch[j], batch[j + 1]))
         return Page(info, events[:limit]), int(due) - int(now)
 
     async def info(self, session_id: str) -> StreamInfo | None:
