@@ -319,3 +319,33 @@ async def test_a_stream_survives_a_redis_crash_with_appendonly(own_server: Redis
     data = [e["data"] for e in first + rest]
     assert data == [str(i) for i in range(100)] + [""]
     assert rest[-1]["event"] == "end"
+
+
+async def test_nested_prefixes_never_share_keys(url: str) -> None:
+    """prefix "app" with session "staging:x" and prefix "app:staging" with session "x" are
+    two streams: neither reads, nor deletes, the other's events."""
+    base = f"t-{uuid.uuid4().hex[:12]}"
+    async with (
+        redis_store(url, prefix=base) as outer,
+        redis_store(url, prefix=f"{base}:staging") as inner,
+    ):
+        for store, session_id, text in ((outer, "staging:x", "outer"), (inner, "x", "inner")):
+            claim = await store.claim(session_id)
+            assert claim is not None, "the other prefix's stream must not block the claim"
+            await store.append(session_id, claim, [Entry("message", text)], first_seq=1)
+        assert set(outer.keys("staging:x")).isdisjoint(inner.keys("x"))
+        outer_page = await outer.read("staging:x", 0, limit=10, wait=False)
+        inner_page = await inner.read("x", 0, limit=10, wait=False)
+        assert outer_page is not None
+        assert inner_page is not None
+        assert [e.data for e in outer_page.events] == ["outer"]
+        assert [e.data for e in inner_page.events] == ["inner"]
+        assert await outer.delete("staging:x")
+        assert await outer.info("staging:x") is None
+        assert await inner.info("x") is not None
+
+
+@pytest.mark.parametrize("prefix", ["", "a|b", "{a}", "a}"])
+def test_prefixes_that_could_collide_are_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        RedisStore(url="redis://127.0.0.1:1", prefix=prefix)
