@@ -73,6 +73,29 @@ def compact_requested(request: Request) -> bool:
     return value is not None and value.strip().lower() in _YES
 
 
+async def open_for_request(
+    streamer: Streamer,
+    request: Request,
+    session_id: str,
+    generator: Source | None = None,
+    *,
+    principal: Principal | None = None,
+    compact: bool | None = None,
+) -> Subscription:
+    """Open the session's subscription at the position the request asks for.
+
+    The position comes from :func:`last_event_id`; ``compact=None`` follows
+    :func:`compact_requested`. Raises what :meth:`Streamer.open` raises.
+    """
+    return await streamer.open(
+        session_id,
+        generator,
+        last_event_id(request),
+        principal=principal,
+        compact=compact_requested(request) if compact is None else compact,
+    )
+
+
 async def sse_response(
     streamer: Streamer,
     request: Request,
@@ -108,12 +131,8 @@ async def sse_response(
         (see :func:`error_response`).
     """
     try:
-        subscription = await streamer.open(
-            session_id,
-            generator,
-            last_event_id(request),
-            principal=principal,
-            compact=compact_requested(request) if compact is None else compact,
+        subscription = await open_for_request(
+            streamer, request, session_id, generator, principal=principal, compact=compact
         )
     except ResumableSSEError as exc:
         return error_response(exc)

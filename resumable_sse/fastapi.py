@@ -50,7 +50,7 @@ from typing_extensions import final
 from ._access import Principal
 from ._consumer import Subscription
 from ._exceptions import ResumableSSEError, StoreUnavailableError
-from ._http import compact_requested, error_response, last_event_id
+from ._http import error_response, open_for_request
 from ._resource import AsyncResource
 from ._sources import Source
 from ._streamer import Streamer
@@ -188,12 +188,8 @@ async def open_events(
             JSON response (400, 403, 404, 410, 429, 503).
     """
     try:
-        subscription = await streamer.open(
-            session_id,
-            generator,
-            last_event_id(request),
-            principal=principal,
-            compact=compact_requested(request) if compact is None else compact,
+        subscription = await open_for_request(
+            streamer, request, session_id, generator, principal=principal, compact=compact
         )
     except ResumableSSEError as exc:
         raise NoStream.from_error(exc) from None
