@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from bisect import bisect_right
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 
 from typing_extensions import Self, final
 
@@ -16,11 +17,20 @@ from ._exceptions import (
     StaleEventIdError,
     TooManyConsumersError,
 )
-from ._frames import encode_frames, join_frames
+from ._frames import encode_items, join_frames
 from ._ids import EventId
 from ._resource import AsyncResource
 from ._telemetry import NO_HOOKS, Hooks
-from .stores._contract import FramePage, Page, StoredEvent, StreamInfo, StreamStore
+from .stores._contract import (
+    Entry,
+    EventRun,
+    FramePage,
+    LogItem,
+    Page,
+    StoredEvent,
+    StreamInfo,
+    StreamStore,
+)
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
@@ -28,6 +38,17 @@ _FIRST_PAGE = 32
 #: The most bytes in one chunk of SSE bytes (unless one event is larger): what a client that
 #: stops reading can make the server buffer beyond the socket's own buffers.
 _CHUNK_BYTES = 256 * 1024
+
+
+def _as_items(events: Sequence[StoredEvent]) -> tuple[Sequence[int], str, Sequence[LogItem]]:
+    """The numbers of ``events``, and the events as log items (see ``LogItem``): as the
+    store keeps them, if it keeps them so."""
+    if type(events) is EventRun:
+        return range(events.seq, events.seq + len(events)), events.event, events.items
+    if not events:
+        return (), "", ()
+    seqs, names, datas, texts = zip(*events, strict=True)
+    return seqs, "", list(map(Entry, names, datas, texts))
 
 
 def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
@@ -118,16 +139,18 @@ class Subscription(AsyncResource):
     __slots__ = (
         "_after",
         "_compact",
+        "_event",
         "_events",
         "_holds_slot",
         "_hooks",
-        "_index",
         "_info",
         "_opener",
         "_page_size",
+        "_pending",
         "_prefix",
         "_replay_end",
         "_reported",
+        "_seqs",
         "_session_id",
         "_slots",
         "_store",
@@ -153,8 +176,13 @@ class Subscription(AsyncResource):
         self._page_size = page_size
         self._opener = opener
         self._info: StreamInfo | None = None
+        # The events read and not all yielded yet: as read, and their numbers and log
+        # items (a str is the data of a text event named _event); _pending yields the
+        # (number, item) of each event not yielded yet.
         self._events: Sequence[StoredEvent] = ()
-        self._index = 0
+        self._seqs: Sequence[int] = ()
+        self._event = ""
+        self._pending: Iterator[tuple[int, LogItem]] = iter(())
         self._reported = 0  # events of the current page already counted as delivered
         self._hooks = hooks
         self._after = 0
@@ -210,7 +238,7 @@ class Subscription(AsyncResource):
                 )
         _check_continuity(page, after, None if position is None else str(position))
         self._info = info
-        self._events = page.events
+        self._take(page.events)
         self._after = after
         self._prefix = info.incarnation + "-"
         self._replay_end = info.last_seq
@@ -246,7 +274,7 @@ class Subscription(AsyncResource):
             read_to = events[-1].seq
             info = page.info
         self._info = info
-        self._events = [*out, *compactor.flush(), *late]
+        self._take([*out, *compactor.flush(), *late])
 
     @property
     def replay_end(self) -> int:
@@ -256,10 +284,17 @@ class Subscription(AsyncResource):
         """
         return self._replay_end
 
+    def _take(self, events: Sequence[StoredEvent]) -> None:
+        """Make ``events`` the ones to yield next."""
+        self._events = events
+        self._seqs, self._event, items = _as_items(events)
+        self._pending = zip(self._seqs, items, strict=True)
+
     def _count_delivered(self) -> None:
-        if self._index > self._reported:
-            self._hooks.delivered(self._index - self._reported)
-            self._reported = self._index
+        yielded = bisect_right(self._seqs, self._after)  # events of the page yielded
+        if yielded > self._reported:
+            self._hooks.delivered(yielded - self._reported)
+            self._reported = yielded
 
     def _release(self) -> None:
         self._count_delivered()
@@ -280,12 +315,7 @@ class Subscription(AsyncResource):
     def finished(self) -> bool:
         """Whether every event, the terminal one included, has been yielded already."""
         info = self._info
-        return (
-            info is not None
-            and self._index >= len(self._events)
-            and info.state.finished
-            and self._after >= info.last_seq
-        )
+        return info is not None and info.state.finished and self._after >= info.last_seq
 
     @property
     def backlog(self) -> int:
@@ -303,16 +333,11 @@ class Subscription(AsyncResource):
 
     async def __anext__(self) -> dict[str, str]:
         while True:
-            events = self._events
-            if self._index < len(events):  # the hot path: an event already read
-                event = events[self._index]
-                self._index += 1
-                self._after = event.seq
-                return {
-                    "id": self._prefix + str(event.seq),
-                    "event": event.event,
-                    "data": event.data,
-                }
+            for seq, item in self._pending:  # the hot path: an event already read
+                self._after = seq
+                if type(item) is str:
+                    return {"id": f"{self._prefix}{seq}", "event": self._event, "data": item}
+                return {"id": f"{self._prefix}{seq}", "event": item[0], "data": item[1]}
             try:
                 await self._next_page()
             except BaseException:
@@ -338,11 +363,12 @@ class Subscription(AsyncResource):
                 await self._opener()  # opens this subscription
             info = self._info
             assert info is not None
-            events = self._events[self._index :]
-            if events:
-                self._index = len(self._events)
-                self._after = events[-1].seq
-                for chunk in join_frames(encode_frames(self._prefix, events), _CHUNK_BYTES):
+            rest = list(self._pending)
+            if rest:
+                seqs, items = zip(*rest, strict=True)
+                self._after = seqs[-1]
+                frames = encode_items(self._prefix, seqs, self._event, items)
+                for chunk in join_frames(frames, _CHUNK_BYTES):
                     yield chunk
             state, last_seq = info.state, info.last_seq
             while not (state.finished and self._after >= last_seq):
@@ -417,6 +443,5 @@ class Subscription(AsyncResource):
         _check_continuity(page, self._after, self.last_event_id)
         self._count_delivered()
         self._info = page.info
-        self._events = page.events
-        self._index = 0
+        self._take(page.events)
         self._reported = 0

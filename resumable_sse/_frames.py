@@ -10,13 +10,21 @@ through unchanged, so what reaches the client is byte for byte what the dicts ga
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import count
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the store contract imports this module
-    from .stores._contract import StoredEvent
+    from .stores._contract import EventRun, LogItem, StoredEvent
 
-__all__ = ["encode_frame", "encode_frames", "join_frames", "with_retry"]
+__all__ = [
+    "encode_frame",
+    "encode_frames",
+    "encode_items",
+    "encode_run",
+    "join_frames",
+    "with_retry",
+]
 
 
 def _data_lines(data: str) -> str:
@@ -42,6 +50,37 @@ def encode_frames(prefix: str, events: Sequence[StoredEvent]) -> list[bytes]:
     return [
         f"id: {prefix}{seq}\r\nevent: {event}\r\ndata: {_data_lines(data)}\r\n\r\n".encode()
         for seq, event, data, _ in events
+    ]
+
+
+def encode_run(prefix: str, run: EventRun) -> list[bytes]:
+    """Frames of a run of stored events, like :func:`encode_frames`, from its items."""
+    return encode_items(prefix, count(run.seq), run.event, run.items)
+
+
+def encode_items(
+    prefix: str, seqs: Iterable[int], event: str, items: Sequence[LogItem]
+) -> list[bytes]:
+    """Frames of the events numbered ``seqs``, given as log items (see ``LogItem``: a
+    ``str`` is the data of a text event named ``event``), like :func:`encode_frames`.
+
+    A run of one-line tokens, the usual case, is told by one join of all the items (it
+    fails unless every one is a ``str``) and costs one f-string and one encode each.
+    """
+    try:
+        joined = "".join(items)  # type: ignore[arg-type]  # a TypeError says: not all str
+    except TypeError:
+        joined = "\n"
+    if "\n" not in joined and "\r" not in joined:
+        return [
+            f"id: {prefix}{seq}\r\nevent: {event}\r\ndata: {data}\r\n\r\n".encode()
+            for seq, data in zip(seqs, items, strict=False)  # seqs may be endless
+        ]
+    return [
+        encode_frame(f"{prefix}{seq}", event, item)
+        if type(item) is str
+        else encode_frame(f"{prefix}{seq}", item[0], item[1])
+        for seq, item in zip(seqs, items, strict=False)
     ]
 
 

@@ -1,11 +1,17 @@
 """The producer: drains one generator into the store, in the background.
 
-Two tasks cooperate through a :class:`~resumable_sse._commit_queue.CommitQueue`. The
-*reader* pulls items from the generator, encodes them and pushes them; the *writer*
-takes whatever has queued up since its previous write and appends it in one batch
-(group commit), so a store with a network round trip pays one round trip per batch,
-not per token, and a slow store never slows the generator below its own pace until
-``max_pending`` items wait (then the reader pauses: backpressure).
+For a store with I/O, two tasks cooperate through a
+:class:`~resumable_sse._commit_queue.CommitQueue`. The *reader* pulls items from the
+generator, encodes them and pushes them; the *writer* takes whatever has queued up since
+its previous write and appends it in one batch (group commit), so a store with a network
+round trip pays one round trip per batch, not per token, and a slow store never slows
+the generator below its own pace until ``max_pending`` items wait (then the reader
+pauses: backpressure).
+
+A store that keeps its log in this process (the memory store) gives a
+:class:`~resumable_sse.stores.LocalLog` instead: the reader appends each event to
+it itself, at once, and no writer task runs (a hand-off per token would cost more than
+the append).
 
 The stream always ends with a terminal event stored in the log: ``end`` when the
 generator is exhausted, ``error`` when it raises (or a limit or the store fails), and
@@ -23,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 from typing_extensions import final
 
 from ._backoff import backoff_delay
@@ -37,13 +44,17 @@ from ._exceptions import (
 )
 from ._sources import Source, close_iterator, close_unused, open_source
 from ._telemetry import NO_HOOKS, Hooks
-from .stores._contract import Claim, Entry, StreamState, StreamStore
+from .stores._contract import Claim, Entry, LocalLog, LogItem, StreamState, StreamStore
 
 __all__ = ["Producer", "Settings"]
 
 logger = logging.getLogger("resumable_sse")
 
 _DEFAULT_ERROR_MESSAGE = "The stream failed before it was complete."
+
+#: A producer writing to a local store lets other tasks run after this many events in a
+#: row from a generator that never waits (a writer task's backpressure does it otherwise).
+_LOCAL_BURST = 1024
 
 # Store retries back off from 50 ms to 2 s (with jitter, so producers cut off by one
 # outage do not all retry at the same instant).
@@ -101,6 +112,13 @@ def _limit_error(settings: Settings, size: int, count: int, total: int) -> Limit
     return LimitExceededError(f"the stream exceeds max_bytes ({settings.max_bytes})")
 
 
+def _log_item(entry: Entry, event: str) -> LogItem:
+    """``entry`` as a local log keeps it: a text event named ``event`` as its data alone."""
+    if entry.text and entry.event == event and type(entry.data) is str:
+        return entry.data
+    return entry
+
+
 def _error_data(code: str, message: str) -> str:
     return json.dumps({"code": code, "message": message}, separators=(",", ":"))
 
@@ -127,6 +145,7 @@ class Producer:
         self._failure: ResumableSSEError | None = None
         self._queue = CommitQueue(settings.max_pending)
         self._next_seq = 1
+        self._reported = 0  # events counted by the telemetry hooks, when written locally
         self._hooks = settings.telemetry
         self._exc: BaseException | None = None  # what made the stream fail, for the log
         self._started = time.perf_counter()
@@ -170,10 +189,14 @@ class Producer:
                 watchers.start_soon(self._watch_cancel)
                 if self._store.renew_interval is not None:
                     watchers.start_soon(self._keep_lease, self._store.renew_interval)
-                async with anyio.create_task_group() as io:
-                    io.start_soon(self._write_loop)
-                    state, entry = await self._read_all()
-                    self._queue.close()
+                log = self._local_log()
+                if log is not None:
+                    state, entry = await self._read_all(log)
+                else:
+                    async with anyio.create_task_group() as io:
+                        io.start_soon(self._write_loop)
+                        state, entry = await self._read_all(None)
+                        self._queue.close()
                 if self._failure is not None:  # the writer failed after reading ended
                     state, entry = self._outcome_of_failure(self._failure)
                 await self._finish(state, entry)
@@ -192,14 +215,25 @@ class Producer:
 
     # -- reading -----------------------------------------------------------------------
 
-    async def _read_all(self) -> tuple[StreamState, Entry]:
-        """Queue every item of the generator; return the stream's final state and event."""
+    def _local_log(self) -> LocalLog | None:
+        try:
+            return self._store.local_log(self._session_id, self._claim, self._settings.event)
+        except LeaseLostError as exc:  # lost before it started: end as a failed write would
+            self._fail(exc)
+            return None
+
+    async def _read_all(self, log: LocalLog | None) -> tuple[StreamState, Entry]:
+        """Store or queue every item of the generator; return the stream's final state
+        and event."""
         settings = self._settings
         iterator: AsyncIterator[object] | None = None
         try:
             with self._scope:
                 iterator = await open_source(self._source, threads=settings.sync_threads)
-                await self._pump(iterator)
+                if log is None:
+                    await self._pump(iterator)
+                else:
+                    await self._pump_local(iterator, log)
         except anyio.get_cancelled_exc_class() as exc:
             if _cancelled_from_outside():
                 raise
@@ -245,6 +279,52 @@ class Producer:
                 raise _limit_error(settings, size, count, total)
             if push(entry):
                 await self._queue.wait_space()
+
+    async def _pump_local(self, iterator: AsyncIterator[object], log: LocalLog) -> None:
+        """Like :meth:`_pump`, appending each event to the store's log at once."""
+        settings = self._settings
+        terminal, event = settings.terminal, settings.event
+        max_event_bytes, max_bytes = settings.max_event_bytes, settings.max_bytes
+        append = log.items.append
+        count = total = 0  # events written, and their bytes (with the next one's)
+        mark = 0  # the count at which _mark runs next, before the next event is written
+        try:
+            async for item in iterator:
+                if count >= mark:
+                    mark = await self._mark(log, count)
+                if type(item) is str and item.isascii():  # the common case, inlined
+                    size = len(item)
+                    total += size
+                    if size > max_event_bytes or total > max_bytes:
+                        raise _limit_error(settings, size, count + 1, total)
+                    append(item)
+                else:
+                    entry, size = encode_item(item, event, terminal)
+                    total += size
+                    if size > max_event_bytes or total > max_bytes:
+                        raise _limit_error(settings, size, count + 1, total)
+                    append(_log_item(entry, event))
+                count += 1
+                if log.changed is not None:  # a reader waits for this event
+                    log.wake()
+        finally:
+            self._next_seq = count + 1
+            self._hooks.events_produced(count - self._reported)
+
+    async def _mark(self, log: LocalLog, count: int) -> int:
+        """Before event ``count + 1``: check ``max_events``, count the events written so
+        far, let other tasks run; return the count at which to come back."""
+        settings = self._settings
+        if count >= settings.max_events:
+            raise _limit_error(settings, 0, count + 1, 0)
+        if count:
+            self._hooks.events_produced(count - self._reported)
+            self._reported = count
+            log.wake()
+            await anyio.lowlevel.checkpoint()
+        else:
+            self._hooks.first_event(time.perf_counter() - self._started)
+        return min(count + _LOCAL_BURST, settings.max_events)
 
     def _generator_failed(self, exc: BaseException) -> tuple[StreamState, Entry]:
         message = self._settings.error_message(exc)

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import enum
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from itertools import count
+from typing import NamedTuple, Protocol, TypeAlias, overload
 
 from typing_extensions import final
 
@@ -48,7 +49,10 @@ __all__ = [
     "FINISHED_LINGER",
     "Claim",
     "Entry",
+    "EventRun",
     "FramePage",
+    "LocalLog",
+    "LogItem",
     "Page",
     "StoredEvent",
     "StreamInfo",
@@ -100,6 +104,84 @@ class StoredEvent(NamedTuple):
     event: str
     data: str
     text: bool = False
+
+
+#: How a store that keeps its log in this process may keep an event: an exact ``str``
+#: (not a subclass) is the data of a text event with the stream's usual name; anything
+#: else is its :class:`Entry`.
+LogItem: TypeAlias = str | Entry
+
+
+@final
+class EventRun(Sequence[StoredEvent]):
+    """Consecutive stored events as a store keeps them in this process: the event numbered
+    ``seq + i`` is ``items[i]``, a :data:`LogItem` (a ``str`` stands for a text event
+    named ``event``).
+
+    The memory store returns one as :attr:`Page.events`. To everyone it is a sequence
+    of :class:`StoredEvent` (each made when it is accessed); readers that know it take
+    the items as they are and make no object per event.
+    """
+
+    __slots__ = ("event", "items", "seq")
+
+    def __init__(self, seq: int, event: str, items: Sequence[LogItem]) -> None:
+        self.seq = seq
+        self.event = event
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _stored(self, seq: int, item: LogItem) -> StoredEvent:
+        if isinstance(item, Entry):
+            return StoredEvent(seq, *item)
+        return StoredEvent(seq, self.event, item, True)
+
+    @overload
+    def __getitem__(self, index: int) -> StoredEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[StoredEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> StoredEvent | Sequence[StoredEvent]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        i = range(len(self.items))[index]  # negative indexes, and IndexError
+        return self._stored(self.seq + i, self.items[i])
+
+    def __iter__(self) -> Iterator[StoredEvent]:
+        return map(self._stored, count(self.seq), self.items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a list
+
+    def __repr__(self) -> str:
+        return f"EventRun({list(self)!r})"
+
+
+class LocalLog(Protocol):
+    """One stream's log, in a store that keeps it in this process.
+
+    See :meth:`StreamStore.local_log`. The producer appends each event to ``items``
+    itself (a :data:`LogItem`), then calls :meth:`wake` if ``changed`` is not ``None``
+    (a reader is waiting). Writing needs no fencing: a producer that lost the stream
+    (deleted, or finished by someone else) writes to a log nobody reads any more, and
+    learns of it from :meth:`StreamStore.wait_cancel` and :meth:`StreamStore.finish`.
+    """
+
+    items: list[LogItem]
+
+    @property
+    def changed(self) -> object | None:
+        """Not ``None`` while a reader waits for the next event."""
+
+    def wake(self) -> None:
+        """Wake the readers waiting for the next event."""
 
 
 @final
@@ -202,6 +284,21 @@ class StreamStore(AsyncResource):
                 is finished or gone, or its log does not end where ``first_seq`` says.
                 Nothing was written.
         """
+
+    def local_log(self, session_id: str, claim: Claim, event: str) -> LocalLog | None:
+        """The stream's log, if this store keeps it in this process, for its producer.
+
+        ``event`` is the name most of the stream's events have (the streamer's default):
+        a ``str`` appended to the log is a text event with that name. The default,
+        ``None``, is right for every store with I/O: the producer then batches events
+        into :meth:`append` calls (group commit). A store whose log is a list in this
+        process returns a :class:`LocalLog`, which saves the producer a task, a hand-off
+        and an object per event.
+
+        Raises:
+            LeaseLostError: ``claim`` is no longer the stream's producer.
+        """
+        return None
 
     @abstractmethod
     async def finish(

@@ -1,8 +1,14 @@
 """The in-memory store: the embedded default, and a fast store for tests.
 
-Each stream keeps its events in a Python list indexed by sequence number, so an append
-is O(1) and seeking to any position is O(1). Readers waiting for new events park on an
-``anyio.Event`` that the next append or finish sets; nothing polls.
+Each stream keeps its events in one list indexed by sequence number: a text event with
+the stream's usual name is just its data (one reference per token), any other event its
+:class:`~resumable_sse.stores.Entry`. An append is O(1), seeking to any position is
+O(1), and no object is made per event: a read hands out a slice of the list (an
+:class:`~resumable_sse.stores.EventRun`), and the producer appends to the list itself
+(the stream is its :class:`~resumable_sse.stores.LocalLog`), with no batching and no
+writer task. Readers waiting for new events park on an ``anyio.Event`` that the next
+append or finish sets; nothing polls. A running stream's ``updated_at`` is refreshed
+whenever a waiting reader is woken, and at least every 1,024 events.
 
 Readers that send SSE bytes (``read_frames``) share one frame per event: it is built
 by the first such read that reaches it and kept with the stream, so a stream read that
@@ -30,21 +36,22 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from itertools import count, repeat
 
 import anyio
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreFullError
-from .._frames import encode_frames
+from .._frames import encode_run
 from .._ids import new_incarnation
 from ._contract import (
     FINISHED_LINGER,
     Claim,
     Entry,
+    EventRun,
     FramePage,
+    LocalLog,
+    LogItem,
     Page,
-    StoredEvent,
     StreamInfo,
     StreamState,
     StreamStore,
@@ -59,15 +66,19 @@ DEFAULT_MAX_STREAMS = 10_000
 
 
 class _Stream:
+    """One stream; to its producer, a :class:`~resumable_sse.stores.LocalLog`."""
+
     __slots__ = (
         "cancel",
         "changed",
         "created_at",
         "drop_at",
-        "events",
+        "event",
+        "event_type",
         "expires_at",
         "frames",
         "incarnation",
+        "items",
         "owner",
         "state",
         "token",
@@ -79,9 +90,12 @@ class _Stream:
         self.owner = owner
         self.token = token
         self.state = StreamState.RUNNING
-        self.events: list[StoredEvent] = []
-        # The SSE frames of events[: len(frames)], built on the first read_frames that
-        # needs them and shared by every later reader.
+        # Event number n is items[n - 1]: its data if it is a text event named `event`
+        # (the usual case: one reference per event), else its Entry.
+        self.event = ""
+        self.items: list[LogItem] = []
+        # The SSE frames of the first len(frames) events, built on the first read_frames
+        # that needs them and shared by every later reader.
         self.frames: list[bytes] = []
         self.created_at = now
         self.updated_at = now
@@ -90,21 +104,38 @@ class _Stream:
         self.expires_at = math.inf
         self.drop_at = math.inf
         self.cancel = anyio.Event()
+        # The running backend's own Event class: anyio.Event() looks up the async library
+        # on every call, which a reader waiting once per token would pay each time.
+        self.event_type: type[anyio.Event] = type(self.cancel)
         # Created on demand by the first waiting reader, set and dropped by the next
         # write: a producer with no one waiting pays nothing for it.
         self.changed: anyio.Event | None = None
 
     def wake(self) -> None:
+        self.updated_at = time.time()
         if self.changed is not None:
             self.changed.set()
             self.changed = None
+
+    def extend(self, entries: Sequence[Entry]) -> None:
+        event, items = self.event, self.items
+        if not items and not event:
+            self.event = event = entries[0].event
+        items += [
+            entry.data if entry.text and entry.event == event and type(entry.data) is str else entry
+            for entry in entries
+        ]
+
+    def run(self, after: int, end: int) -> EventRun:
+        """Events ``after + 1`` to ``end``."""
+        return EventRun(after + 1, self.event, self.items[after:end])
 
     def info(self) -> StreamInfo:
         return StreamInfo(
             incarnation=self.incarnation,
             state=self.state,
             first_seq=1,
-            last_seq=len(self.events),
+            last_seq=len(self.items),
             created_at=self.created_at,
             updated_at=self.updated_at,
             cancel_requested=self.cancel.is_set(),
@@ -213,18 +244,19 @@ class MemoryStore(StreamStore):
         self, session_id: str, claim: Claim, entries: Sequence[Entry], *, first_seq: int
     ) -> None:
         stream = self._owned(session_id, claim)
-        events = stream.events
-        last = len(events)
+        last = len(stream.items)
         if last == first_seq - 1 + len(entries) and not stream.state.finished:
             return  # a retry of a batch that landed
         if last != first_seq - 1 or stream.state.finished:
             raise LeaseLostError(f"stream {session_id!r} ends at {last}, not {first_seq - 1}")
-        # All in C: zip builds each (seq, event, data, text) and tuple.__new__ makes it a
-        # StoredEvent without the named tuple's Python-level __new__.
-        names, datas, texts = zip(*entries, strict=True)
-        events.extend(map(_new, repeat(StoredEvent), zip(count(first_seq), names, datas, texts)))
-        stream.updated_at = time.time()
+        stream.extend(entries)
         stream.wake()
+
+    def local_log(self, session_id: str, claim: Claim, event: str) -> LocalLog | None:
+        stream = self._owned(session_id, claim)
+        if not stream.items:
+            stream.event = event
+        return stream
 
     async def finish(
         self, session_id: str, claim: Claim, state: StreamState, entry: Entry, *, seq: int
@@ -232,13 +264,12 @@ class MemoryStore(StreamStore):
         if not state.finished:
             raise ValueError("finish() needs a final state")
         stream = self._owned(session_id, claim)
-        if stream.state is state and len(stream.events) == seq:
+        if stream.state is state and len(stream.items) == seq:
             return  # a retry of a finish that landed
-        if stream.state.finished or len(stream.events) != seq - 1:
+        if stream.state.finished or len(stream.items) != seq - 1:
             raise LeaseLostError(f"stream {session_id!r} cannot end at {seq}")
-        stream.events.append(StoredEvent(seq, entry.event, entry.data))
+        stream.items.append(entry)
         stream.state = state
-        stream.updated_at = time.time()
         now = self._clock()
         stream.expires_at = now + self.retention
         stream.drop_at = now + max(self.retention, FINISHED_LINGER)
@@ -252,9 +283,9 @@ class MemoryStore(StreamStore):
         stream = self._get(session_id, incarnation)
         if stream is None:
             return None
-        if wait and len(stream.events) <= after and not stream.state.finished:
+        if wait and len(stream.items) <= after and not stream.state.finished:
             if stream.changed is None:
-                stream.changed = anyio.Event()
+                stream.changed = stream.event_type()
             await stream.changed.wait()
             # This reader was attached when the stream ended: it gets the end.
             stream = self._get(session_id, stream.incarnation)
@@ -273,7 +304,7 @@ class MemoryStore(StreamStore):
         stream = await self._stream_after(session_id, after, wait, incarnation)
         if stream is None:
             return None
-        return Page(stream.info(), stream.events[after : after + limit])
+        return Page(stream.info(), stream.run(after, after + limit))
 
     async def read_frames(
         self,
@@ -288,13 +319,13 @@ class MemoryStore(StreamStore):
         stream = await self._stream_after(session_id, after, wait, incarnation)
         if stream is None:
             return None
-        events, frames = stream.events, stream.frames
-        end = min(len(events), after + limit)
+        last, frames = len(stream.items), stream.frames
+        end = min(last, after + limit)
         if len(frames) < end:
-            frames += encode_frames(stream.incarnation + "-", events[len(frames) : end])
+            frames += encode_run(stream.incarnation + "-", stream.run(len(frames), end))
         return _new(
             FramePage,
-            (stream.incarnation, stream.state, 1, len(events), after + 1, frames[after:end]),
+            (stream.incarnation, stream.state, 1, last, after + 1, frames[after:end]),
         )
 
     async def info(self, session_id: str) -> StreamInfo | None:
