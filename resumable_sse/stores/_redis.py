@@ -429,7 +429,8 @@ class RedisStore(StreamStore):
         """The ``READ`` script's reply; with ``wait``, once it holds events or an end.
 
         The reply holds events exactly when it holds batches: each batch ends after
-        ``after``. It may hold none after a wait (a timeout, or lost history).
+        ``after``. It holds none after a wait that timed out, or at once when the log
+        lacks events the stream counts (lost history, which the consumer reports).
         """
         reply: Sequence[Any] | None
         if not wait:
@@ -437,7 +438,12 @@ class RedisStore(StreamStore):
             return reply
         async with self._watch(session_id) as watch:
             reply = await self._run(self._read, session_id, after, limit, incarnation)
-            if reply is None or len(reply) > 10 or _text(reply[1]) != StreamState.RUNNING:
+            if (
+                reply is None
+                or len(reply) > 10
+                or _text(reply[1]) != StreamState.RUNNING
+                or int(reply[3]) > after  # events the log lacks (lost): waiting won't bring them
+            ):
                 return reply
             # Wait for news newer than that read, but no longer than until the reap's
             # next step is due: then the read below takes it.
