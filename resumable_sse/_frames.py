@@ -15,7 +15,7 @@ from itertools import count
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the store contract imports this module
-    from .stores._contract import EventRun, LogItem, StoredEvent
+    from .stores._contract import LogItem, StoredEvent
 
 __all__ = [
     "encode_frame",
@@ -53,9 +53,9 @@ def encode_frames(prefix: str, events: Sequence[StoredEvent]) -> list[bytes]:
     ]
 
 
-def encode_run(prefix: str, run: EventRun) -> list[bytes]:
-    """Frames of a run of stored events, like :func:`encode_frames`, from its items."""
-    return encode_items(prefix, count(run.seq), run.event, run.items)
+def encode_run(prefix: str, seq: int, event: str, datas: Sequence[str]) -> list[bytes]:
+    """Frames of a run of events named ``event`` with ``datas``, numbered from ``seq``."""
+    return encode_items(prefix, count(seq), event, datas)
 
 
 def encode_items(
@@ -72,8 +72,9 @@ def encode_items(
     except TypeError:
         joined = "\n"
     if "\n" not in joined and "\r" not in joined:
+        head, fields = "id: " + prefix, f"\r\nevent: {event}\r\ndata: "
         return [
-            f"id: {prefix}{seq}\r\nevent: {event}\r\ndata: {data}\r\n\r\n".encode()
+            f"{head}{seq}{fields}{data}\r\n\r\n".encode()
             for seq, data in zip(seqs, items, strict=False)  # seqs may be endless
         ]
     return [

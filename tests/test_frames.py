@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from sse_starlette.event import ensure_bytes
 
-from resumable_sse._frames import encode_frame, encode_frames, join_frames, with_retry
+from resumable_sse._frames import (
+    encode_frame,
+    encode_frames,
+    encode_run,
+    join_frames,
+    with_retry,
+)
 from resumable_sse.stores import StoredEvent
 
 DATAS = ["", "tokn", "a\nb", "a\r\nb\rc", "\n", "ends with\r", "é € 😀", ": not a comment"]
@@ -42,3 +48,19 @@ def test_chunks_stay_under_the_limit_and_keep_every_byte_in_order() -> None:
     assert join_frames(frames[:1], 1) == [frames[0]]
     assert join_frames([], 20) == []  # an empty read sends nothing, not an empty chunk
     assert join_frames(frames, 1000) == [b"".join(frames)]
+
+
+@pytest.mark.parametrize(
+    "datas",
+    [
+        ["tok", "en", ""],
+        ["a\nb", "plain", "c\rd", "e\r\nf", "\r\n", ""],
+        ["ünï 🦜", "\n\n\r"],
+        [],
+    ],
+)
+@pytest.mark.parametrize("event", ["message", "tool-call"])
+def test_a_run_is_framed_as_its_events_are(datas: list[str], event: str) -> None:
+    """encode_run gives the bytes encode_frames gives the same events, numbered on."""
+    events = [StoredEvent(41 + i, event, data) for i, data in enumerate(datas)]
+    assert encode_run("abc-", 41, event, datas) == encode_frames("abc-", events)

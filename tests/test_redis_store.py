@@ -17,6 +17,8 @@ from redis.exceptions import RedisError
 
 from resumable_sse import (
     Entry,
+    HistoryLostError,
+    HistoryTrimmedError,
     LeaseLostError,
     Page,
     RedisStore,
@@ -349,3 +351,31 @@ async def test_nested_prefixes_never_share_keys(url: str) -> None:
 def test_prefixes_that_could_collide_are_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
         RedisStore(url="redis://127.0.0.1:1", prefix=prefix)
+
+
+async def test_frames_trimmed_or_lost_before_they_are_read_end_the_chunks(url: str) -> None:
+    """A reader of SSE chunks (read_frames) whose next events were trimmed gets
+    HistoryTrimmedError; one whose log was lost gets HistoryLostError: neither spins."""
+    async with redis_store(url, max_len=3) as store, Streamer(store, page_size=2) as streamer:
+        claims = {}
+        for session_id in ("trimmed", "lost"):
+            claim = await store.claim(session_id)
+            assert claim is not None
+            claims[session_id] = claim
+            await store.append(session_id, claim, [Entry("message", "a", True)] * 2, first_seq=1)
+            await store.append(session_id, claim, [Entry("message", "b", True)] * 2, first_seq=3)
+        trimmed = (await streamer.open("trimmed")).chunks()
+        lost = (await streamer.open("lost")).chunks()
+        assert b"data: a" in await trimmed.__anext__()  # events 1 and 2 (the first page)
+        assert b"data: a" in await lost.__anext__()
+        # Events 3 and 4 go: the newest batch alone covers max_len.
+        more = [Entry("message", "c", True)] * 4
+        await store.append("trimmed", claims["trimmed"], more, first_seq=5)
+        info = await store.info("trimmed")
+        assert info is not None
+        assert info.first_seq == 5
+        with pytest.raises(HistoryTrimmedError):
+            await trimmed.__anext__()
+        await store._client.delete(store.keys("lost").log)
+        with pytest.raises(HistoryLostError):
+            await lost.__anext__()

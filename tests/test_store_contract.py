@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from resumable_sse import Claim, Entry, LeaseLostError, Page, StreamState, StreamStore
+from resumable_sse._frames import encode_frames
 from tests.stores import StoreHarness
 
 pytestmark = pytest.mark.anyio
@@ -298,3 +299,91 @@ async def test_a_reader_behind_the_end_reads_to_it_with_retention_0(harness: Sto
         # Nothing of the old stream carries over: not its owner, events or state.
         assert (page.info.owner, page.info.last_seq, list(page.events)) == (None, 0, [])
         assert page.info.state is StreamState.RUNNING
+
+
+#: Batches of odd events: runs of one name and kind broken by names, kinds and data
+#: (multi-line with LF, CR and CRLF, unicode, empty, a lone CR, trailing breaks).
+ODD_BATCHES = [
+    [Entry("message", "tok", True), Entry("message", "en", True), Entry("message", "", True)],
+    [
+        Entry("message", "a\nb", True),
+        Entry("message", "c\rd\r\ne", True),
+        Entry("message", '{"json":1}'),
+        Entry("message", '{"json":2}'),
+        Entry("tool-call", "ünï 🦜\n"),
+        Entry("tool-call", "\r"),
+        Entry("message", "back", True),
+    ],
+    [Entry("message", "x" * 5000, True)],
+    [Entry("custom.name", "", True), Entry("message", "\r\n\r\n", True)],
+]
+
+
+async def odd_stream(store: StreamStore) -> Claim:
+    claim = await claimed(store)
+    seq = 1
+    for batch in ODD_BATCHES:
+        await store.append("s1", claim, batch, first_seq=seq)
+        seq += len(batch)
+    await store.finish("s1", claim, StreamState.ERROR, Entry("error", '{"code":"x"}'), seq=seq)
+    return claim
+
+
+async def test_read_frames_are_the_frames_of_the_events_read(store: StreamStore) -> None:
+    """read_frames gives exactly the bytes of what read returns, from any position (in a
+    batch, in a run of one name, at a batch's end) and for any limit."""
+    claim = await odd_stream(store)
+    last = sum(map(len, ODD_BATCHES)) + 1
+    for after in range(last + 2):
+        for limit in (1, 2, 3, 5, 100):
+            page = await store.read("s1", after, limit=limit, wait=False)
+            frames = await store.read_frames("s1", after, limit=limit, wait=False)
+            assert page is not None
+            assert frames is not None
+            info = page.info
+            assert frames.frames == encode_frames(claim.incarnation + "-", page.events)
+            assert frames.seq == (page.events[0].seq if page.events else after + 1)
+            assert frames.seq == after + 1
+            assert len(frames.frames) == min(limit, max(last - after, 0))
+            assert (frames.incarnation, frames.state) == (info.incarnation, info.state)
+            assert (frames.first_seq, frames.last_seq) == (info.first_seq, info.last_seq)
+    assert await store.read_frames("nope", 0, limit=10, wait=False) is None
+
+
+async def test_read_keeps_every_event_its_name_and_kind(store: StreamStore) -> None:
+    """Runs of one name and kind come back as the events appended, text flags included."""
+    await odd_stream(store)
+    page = await store.read("s1", 0, limit=100, wait=False)
+    assert page is not None
+    expected = [entry for batch in ODD_BATCHES for entry in batch]
+    expected.append(Entry("error", '{"code":"x"}'))
+    assert [(e.event, e.data, e.text) for e in page.events] == [tuple(e) for e in expected]
+    assert [e.seq for e in page.events] == list(range(1, len(expected) + 1))
+
+
+async def test_read_frames_waits_for_events_and_the_end(store: StreamStore) -> None:
+    """read_frames with wait=True returns once an event or the end is there."""
+    claim = await claimed(store)
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        after = 0
+        while True:
+            page = await store.read_frames("s1", after, limit=10, wait=True)
+            assert page is not None
+            got.extend(page.frames)
+            after += len(page.frames)
+            if page.state.finished and after >= page.last_seq:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        await anyio.wait_all_tasks_blocked()
+        await store.append("s1", claim, entries("a"), first_seq=1)
+        await anyio.wait_all_tasks_blocked()
+        await store.finish("s1", claim, StreamState.DONE, Entry("end", ""), seq=2)
+    prefix = f"id: {claim.incarnation}-"
+    assert got == [
+        f"{prefix}1\r\nevent: message\r\ndata: a\r\n\r\n".encode(),
+        f"{prefix}2\r\nevent: end\r\ndata: \r\n\r\n".encode(),
+    ]

@@ -41,7 +41,7 @@ import anyio
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreFullError
-from .._frames import encode_run
+from .._frames import encode_items
 from .._ids import new_incarnation
 from ._contract import (
     FINISHED_LINGER,
@@ -322,7 +322,13 @@ class MemoryStore(StreamStore):
         last, frames = len(stream.items), stream.frames
         end = min(last, after + limit)
         if len(frames) < end:
-            frames += encode_run(stream.incarnation + "-", stream.run(len(frames), end))
+            start = len(frames)
+            frames += encode_items(
+                stream.incarnation + "-",
+                itertools.count(start + 1),
+                stream.event,
+                stream.items[start:end],
+            )
         return _new(
             FramePage,
             (stream.incarnation, stream.state, 1, last, after + 1, frames[after:end]),

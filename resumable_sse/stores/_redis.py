@@ -11,11 +11,14 @@ share a Cluster slot and one Lua script can touch them all atomically::
 The log is a Redis Stream with explicit ids. One ``append`` is one script call that
 writes the whole batch as *one* stream entry whose id is ``<last seq of the batch>-0``,
 with two fields: ``n``, the number of events, and ``b``, the events as one JSON array
-``[event, data, event, data, ...]`` (the name of a *text* event, one the generator
+of *runs*, ``[event, [data, data, ...], event, [data, ...], ...]``: consecutive events
+of one name and kind share their name (the name of a *text* event, one the generator
 yielded as ``str`` or ``bytes``, starts with ``~``, which no event name contains). A
 batch thus costs a constant number of Redis commands and a single argument to encode
 and parse, however many events it holds (encoding each event as its own argument made
-redis-py's packing the bottleneck).
+redis-py's packing the bottleneck), and a run of tokens stores each name once.
+``read_frames`` builds the SSE frames of a run straight from the decoded data (the
+name's part of the frame once per run), without an event object per event.
 Each event still has its own sequence number and id. Sequence numbers map
 to ids, so ``read(after=k)`` is ``XRANGE (k-0 +`` (entries whose last seq exceeds ``k``).
 
@@ -85,10 +88,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
+from itertools import count, groupby, repeat
+from operator import itemgetter
 from typing import Any, NamedTuple, Union
 
 import anyio
@@ -97,9 +102,19 @@ from redis.exceptions import RedisError
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreUnavailableError
+from .._frames import encode_run
 from .._ids import new_incarnation
 from . import _redis_scripts as scripts
-from ._contract import Claim, Entry, Page, StoredEvent, StreamInfo, StreamState, StreamStore
+from ._contract import (
+    Claim,
+    Entry,
+    FramePage,
+    Page,
+    StoredEvent,
+    StreamInfo,
+    StreamState,
+    StreamStore,
+)
 from ._memory import DEFAULT_RETENTION
 from ._redis_host import TaskHost
 from ._redis_live import LiveIndex
@@ -137,29 +152,60 @@ def _translated() -> Iterator[None]:
         raise StoreUnavailableError(f"Redis is unavailable: {exc!r}") from exc
 
 
-_new = tuple.__new__
-
-
 #: Marks a text event's name in a stored batch; never part of an event name.
 _TEXT = "~"
 
+_kind = itemgetter(0, 2)  # an entry's (event, text): what a run shares
+_data = itemgetter(1)
+_stored_event = partial(tuple.__new__, StoredEvent)  # from (seq, event, data, text)
+
 
 def _encode(entries: Sequence[Entry]) -> str:
-    """A batch as the log stores it: one JSON array ``[event, data, event, data, ...]``.
+    """A batch as the log stores it: one JSON array of runs ``[event, [data, ...], ...]``.
 
     A text event's name carries the ``~`` marker (one byte; names never contain it).
     """
-    flat = itertools.chain.from_iterable(
-        (_TEXT + event if text else event, data) for event, data, text in entries
+    runs: list[str | list[str]] = []
+    for (event, text), run in groupby(entries, _kind):
+        runs.append(_TEXT + event if text else event)
+        runs.append(list(map(_data, run)))
+    return json.dumps(runs, ensure_ascii=False, separators=(",", ":"))
+
+
+def _runs(reply: Sequence[Any], after: int, limit: int) -> Iterator[tuple[int, str, list[str]]]:
+    """The runs of a ``READ`` reply's batches as ``(first seq, stored name, data)``, cut
+    to the events after ``after``, at most ``limit`` of them in all."""
+    start = after + 1
+    if limit <= 0:
+        return
+    for i in range(10, len(reply), 3):
+        runs = json.loads(reply[i + 2])
+        seq = int(reply[i]) - int(reply[i + 1]) + 1
+        for j in range(0, len(runs), 2):
+            name, datas = runs[j], runs[j + 1]
+            end = seq + len(datas)
+            if end > start:
+                skip = max(start - seq, 0)
+                datas = datas[skip : skip + limit] if skip or len(datas) > limit else datas
+                yield seq + skip, name, datas
+                limit -= len(datas)
+                if limit <= 0:
+                    return
+            seq = end
+
+
+def _info(reply: Sequence[Any]) -> StreamInfo:
+    inc, state, first, last, created, updated, cancel, _, _, owner = map(_text, reply[:10])
+    return StreamInfo(
+        incarnation=inc,
+        state=StreamState(state),
+        first_seq=int(first),
+        last_seq=int(last),
+        created_at=int(created) / 1000,
+        updated_at=int(updated) / 1000,
+        cancel_requested=cancel == "1",
+        owner=owner or None,
     )
-    return json.dumps(list(flat), ensure_ascii=False, separators=(",", ":"))
-
-
-def _stored(seq: int, name: str, data: str) -> StoredEvent:
-    """A stored event from a batch's name (with or without the text marker) and data."""
-    if name[:1] == _TEXT:
-        return _new(StoredEvent, (seq, name[1:], data, True))
-    return _new(StoredEvent, (seq, name, data, False))
 
 
 def _text(value: Any) -> str:
@@ -342,29 +388,73 @@ class RedisStore(StreamStore):
         incarnation: str | None = None,
     ) -> Page | None:
         after = max(after, 0)
+        reply = await self._read_reply(session_id, after, limit, wait, incarnation or "")
+        if reply is None:
+            return None
+        events: list[StoredEvent] = []
+        for seq, name, datas in _runs(reply, after, limit):
+            text = name[:1] == _TEXT
+            event = name[1:] if text else name
+            events += map(_stored_event, zip(count(seq), repeat(event), datas, repeat(text)))
+        return Page(_info(reply), events)
+
+    async def read_frames(
+        self,
+        session_id: str,
+        after: int,
+        *,
+        limit: int,
+        wait: bool,
+        incarnation: str | None = None,
+    ) -> FramePage | None:
+        """Like :meth:`read`: each run's frames are built from the stored data at once."""
+        after = max(after, 0)
+        reply = await self._read_reply(session_id, after, limit, wait, incarnation or "")
+        if reply is None:
+            return None
+        inc = _text(reply[0])
+        prefix = inc + "-"
+        first = after + 1
+        frames: list[bytes] = []
+        for seq, name, datas in _runs(reply, after, limit):
+            if not frames:
+                first = seq
+            frames += encode_run(prefix, seq, name[1:] if name[:1] == _TEXT else name, datas)
+        state, first_seq, last_seq = _text(reply[1]), int(reply[2]), int(reply[3])
+        return FramePage(inc, StreamState(state), first_seq, last_seq, first, frames)
+
+    async def _read_reply(
+        self, session_id: str, after: int, limit: int, wait: bool, incarnation: str
+    ) -> Sequence[Any] | None:
+        """The ``READ`` script's reply; with ``wait``, once it holds events or an end.
+
+        The reply holds events exactly when it holds batches: each batch ends after
+        ``after``. It holds none after a wait that timed out, or at once when the log
+        lacks events the stream counts (lost history, which the consumer reports).
+        """
+        reply: Sequence[Any] | None
         if not wait:
-            return await self._read_page(session_id, after, limit, incarnation or "")
+            reply = await self._run(self._read, session_id, after, limit, incarnation)
+            return reply
         async with self._watch(session_id) as watch:
-            reply = await self._run(self._read, session_id, after, limit, incarnation or "")
-            if reply is None:
-                return None
-            page, due_in_ms = self._page(reply, after, limit)
-            if page.events or page.info.state.finished:
-                return page
+            reply = await self._run(self._read, session_id, after, limit, incarnation)
+            if (
+                reply is None
+                or len(reply) > 10
+                or _text(reply[1]) != StreamState.RUNNING
+                or int(reply[3]) > after  # events the log lacks (lost): waiting won't bring them
+            ):
+                return reply
             # Wait for news newer than that read, but no longer than until the reap's
             # next step is due: then the read below takes it.
             timeout = self._wait
+            due_in_ms = int(reply[7]) - int(reply[8])
             if due_in_ms > 0:
                 timeout = min(timeout, due_in_ms / 1000 + 0.005)
             await watch.wait(timeout)
         # This reader was attached if the stream ended meanwhile: it gets the end.
-        return await self._read_page(session_id, after, limit, page.info.incarnation)
-
-    async def _read_page(
-        self, session_id: str, after: int, limit: int, incarnation: str
-    ) -> Page | None:
-        reply = await self._run(self._read, session_id, after, limit, incarnation)
-        return None if reply is None else self._page(reply, after, limit)[0]
+        reply = await self._run(self._read, session_id, after, limit, _text(reply[0]))
+        return reply
 
     @asynccontextmanager
     async def _watch(self, session_id: str) -> AsyncIterator[Watch]:
@@ -374,32 +464,9 @@ class RedisStore(StreamStore):
             async with self._notifier.watch(self.keys(session_id).channel, self._wait) as watch:
                 yield watch
 
-    @staticmethod
-    def _page(reply: Sequence[Any], after: int, limit: int) -> tuple[Page, int]:
-        inc, state, first, last, created, updated, cancel, due, now, owner = map(_text, reply[:10])
-        info = StreamInfo(
-            incarnation=inc,
-            state=StreamState(state),
-            first_seq=int(first),
-            last_seq=int(last),
-            created_at=int(created) / 1000,
-            updated_at=int(updated) / 1000,
-            cancel_requested=cancel == "1",
-            owner=owner or None,
-        )
-        events: list[StoredEvent] = []
-        for i in range(10, len(reply), 3):
-            top, count, batch = int(reply[i]), int(reply[i + 1]), json.loads(reply[i + 2])
-            seq = top - count
-            for j in range(0, 2 * count, 2):
-                seq += 1
-                if seq > after:
-                    events.append(_stored(seq, batch[j], batch[j + 1]))
-        return Page(info, events[:limit]), int(due) - int(now)
-
     async def info(self, session_id: str) -> StreamInfo | None:
         reply = await self._run(self._read, session_id, 0, 0, "")
-        return None if reply is None else self._page(reply, 0, 0)[0].info
+        return None if reply is None else _info(reply)
 
     async def request_cancel(self, session_id: str) -> bool:
         return bool(int(await self._run(self._request_cancel, session_id)))

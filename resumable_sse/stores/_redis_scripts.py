@@ -9,7 +9,7 @@ first five arguments::
 
 The log holds one stream entry per batch: its id is the batch's last sequence number
 (``<seq>-0``) and its fields are ``n`` (the number of events) and ``b`` (the events,
-encoded by the client as one JSON array ``[event, data, event, data, ...]``). Only the
+encoded by the client as one JSON array of runs ``[event, [data, ...], ...]``). Only the
 reaper writes ``b`` itself (with cjson); otherwise scripts never look inside it, so a
 batch costs the same few commands and one argument whatever its size.
 
@@ -103,7 +103,7 @@ local function load(tok, inc)
     m[13] = tostring(NOW)
   elseif tonumber(m[13]) + LEASE <= NOW then
     local seq = tonumber(m[5]) + 1
-    redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', cjson.encode({ARGV[1], ARGV[2]}))
+    redis.call('XADD', LOG, seq .. '-0', 'n', 1, 'b', cjson.encode({ARGV[1], {ARGV[2]}}))
     redis.call('HSET', META, 'st', 'error', 'last', seq, 'u', NOW, 'lost', '1')
     m[3], m[5], m[7], m[10] = 'error', tostring(seq), tostring(NOW), '1'
     m[12] = ended()
