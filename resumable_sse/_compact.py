@@ -18,10 +18,12 @@ the client then gets exactly the text the uncompacted events gave it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import groupby
+from typing import cast
 
 from typing_extensions import final
 
-from .stores._contract import StoredEvent
+from .stores._contract import Entry, EventRun, StoredEvent
 
 __all__ = ["COMPACT_HEADER", "COMPACT_PARAM", "Compactor"]
 
@@ -34,6 +36,10 @@ COMPACT_PARAM = "compact"
 def _lf(data: str) -> str:
     """``data`` with every ``\\r\\n`` and lone ``\\r`` as ``\\n``, as a client receives it."""
     return data.replace("\r\n", "\n").replace("\r", "\n") if "\r" in data else data
+
+
+def _is_data(item: object) -> bool:
+    return type(item) is str
 
 
 @final
@@ -50,6 +56,8 @@ class Compactor:
 
     def feed(self, events: Iterable[StoredEvent]) -> list[StoredEvent]:
         """The events of this page whose place in the output is settled, merged."""
+        if type(events) is EventRun:
+            return self._feed_run(events)
         out: list[StoredEvent] = []
         run = self._run
         for event in events:
@@ -60,6 +68,30 @@ class Compactor:
                 run.append(event)
             else:
                 out.append(event)
+        return out
+
+    def _feed_run(self, events: EventRun) -> list[StoredEvent]:
+        """:meth:`feed` for a store's own run: each stretch of plain data (text events of
+        the run's usual name) joins the held run as one piece, joined in one go."""
+        out: list[StoredEvent] = []
+        seq = events.seq
+        for is_data, group in groupby(events.items, _is_data):
+            items = list(group)
+            if not is_data:
+                entries = cast("list[Entry]", items)
+                out += self.feed([StoredEvent(n, *entry) for n, entry in enumerate(entries, seq)])
+                seq += len(items)
+                continue
+            datas = cast("list[str]", items)
+            if len(datas) == 1:
+                out += self.feed([StoredEvent(seq, events.event, datas[0], True)])
+            else:
+                joined = "".join(datas)
+                if "\r" in joined:
+                    joined = "".join(map(_lf, datas))
+                last = StoredEvent(seq + len(datas) - 1, events.event, joined, True)
+                out += self.feed([last])
+            seq += len(items)
         return out
 
     def flush(self) -> list[StoredEvent]:

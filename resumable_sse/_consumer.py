@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from bisect import bisect_right
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from operator import attrgetter
 
 from typing_extensions import Self, final
 
@@ -49,6 +50,9 @@ def _as_items(events: Sequence[StoredEvent]) -> tuple[Sequence[int], str, Sequen
         return (), "", ()
     seqs, names, datas, texts = zip(*events, strict=True)
     return seqs, "", list(map(Entry, names, datas, texts))
+
+
+_seq = attrgetter("seq")
 
 
 def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
@@ -268,7 +272,7 @@ class Subscription(AsyncResource):
                 raise HistoryTrimmedError(
                     f"events after {self._prefix}{read_to} were trimmed before they were read"
                 )
-            cut = next((i for i, e in enumerate(events) if e.seq > end), len(events))
+            cut = bisect_right(events, end, key=_seq)  # events are in order
             out += compactor.feed(events[:cut])
             late = events[cut:]
             read_to = events[-1].seq

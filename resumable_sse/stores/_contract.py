@@ -146,7 +146,10 @@ class EventRun(Sequence[StoredEvent]):
 
     def __getitem__(self, index: int | slice) -> StoredEvent | Sequence[StoredEvent]:
         if isinstance(index, slice):
-            return list(self)[index]
+            start, stop, step = index.indices(len(self.items))
+            if step != 1:
+                return list(self)[index]
+            return EventRun(self.seq + start, self.event, self.items[start:stop])
         i = range(len(self.items))[index]  # negative indexes, and IndexError
         return self._stored(self.seq + i, self.items[i])
 

@@ -1,0 +1,130 @@
+"""The memory store's in-place log: what its producer writes reads back exactly as appended
+events do, limits hold to the event, and a generator that never waits starves no one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from resumable_sse import Entry, MemoryStore, Streamer
+from resumable_sse.stores import EventRun, StoredEvent
+from tests.helpers import collect
+
+pytestmark = pytest.mark.anyio
+
+
+class Tagged(str):
+    """A str subclass: its data must come back as text, not be taken for an Entry."""
+
+
+ITEMS: list[object] = [
+    "tok",
+    "",
+    "two\nlines\r\nand\rmore",
+    "ünï 🦜",
+    b"bytes",
+    Tagged("tagged"),
+    {"event": "tool", "data": {"x": 1}},
+    {"data": "plain dict"},
+    [1, "two"],
+    "last",
+]
+
+
+async def items() -> AsyncIterator[object]:
+    for item in ITEMS:
+        yield item
+
+
+def test_an_event_run_is_a_sequence_of_stored_events() -> None:
+    run = EventRun(7, "message", ["a", Entry("tool", "{}"), "b"])
+    expected = [
+        StoredEvent(7, "message", "a", True),
+        StoredEvent(8, "tool", "{}", False),
+        StoredEvent(9, "message", "b", True),
+    ]
+    assert list(run) == expected
+    assert run == expected
+    assert expected == run
+    assert (len(run), run[0], run[-1], run[1:]) == (3, expected[0], expected[2], expected[1:])
+    with pytest.raises(IndexError):
+        run[3]
+    assert run != ["a", "b", "c"]
+
+
+async def test_events_written_in_place_read_as_appended_ones() -> None:
+    """Every kind of item, through the producer's in-place log and through append."""
+    local, batched = MemoryStore(), MemoryStore()
+    batched.local_log = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    runs = []
+    for store in (local, batched):
+        async with Streamer(store) as streamer:
+            dicts = await collect(streamer.stream("s", items()))
+            page = await store.read("s", 0, limit=100, wait=False)
+            frames = await store.read_frames("s", 0, limit=100, wait=False)
+            assert page is not None
+            assert frames is not None
+            prefix = page.info.incarnation + "-"
+            runs.append(
+                (
+                    [{**event, "id": event["id"].removeprefix(prefix)} for event in dicts],
+                    list(page.events),
+                    [frame.replace(prefix.encode(), b"") for frame in frames.frames],
+                )
+            )
+    assert runs[0] == runs[1]
+    dicts, events, _ = runs[0]
+    assert [(e["event"], e["data"]) for e in dicts[:-1]] == [
+        ("message", "tok"),
+        ("message", ""),
+        ("message", "two\nlines\r\nand\rmore"),
+        ("message", "ünï 🦜"),
+        ("message", "bytes"),
+        ("message", "tagged"),
+        ("tool", '{"x":1}'),
+        ("message", "plain dict"),
+        ("message", '[1,"two"]'),
+        ("message", "last"),
+    ]
+    assert [e.text for e in events[:-1]] == [True] * 6 + [False] * 3 + [True]
+    assert type(events[5].data) is Tagged  # kept as given, not copied
+
+
+@pytest.mark.parametrize("limit", [1, 1023, 1024, 1025, 3000])
+async def test_max_events_is_exact_on_the_in_place_log(limit: int) -> None:
+    async def endless() -> AsyncIterator[str]:
+        while True:
+            yield "t"
+
+    async with Streamer(MemoryStore(), max_events=limit) as streamer:
+        events = await collect(streamer.stream("s", endless()))
+    assert len(events) == limit + 1
+    assert events[-1]["event"] == "error"
+    assert json.loads(events[-1]["data"])["code"] == "limit_exceeded"
+
+
+async def test_a_generator_that_never_waits_lets_other_tasks_run() -> None:
+    """A generator that yields forever without awaiting still leaves the loop to others:
+    another task runs, and its cancel stops the stream."""
+    ran = anyio.Event()
+
+    async def busy() -> AsyncIterator[str]:
+        while True:
+            yield "t"
+
+    async with Streamer(MemoryStore(), max_events=10**9, max_bytes=10**10) as streamer:
+        await streamer.start("s", busy())
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: _set(ran))
+            await ran.wait()
+        assert await streamer.cancel("s")
+        events = await collect(streamer.resume("s", None))
+    assert events[-1]["event"] == "cancelled"
+    assert len(events) > 1
+
+
+async def _set(event: anyio.Event) -> None:
+    event.set()
