@@ -44,7 +44,15 @@ from ._exceptions import (
 )
 from ._sources import Source, close_iterator, close_unused, open_source
 from ._telemetry import NO_HOOKS, Hooks
-from .stores._contract import Claim, Entry, LocalLog, LogItem, StreamState, StreamStore
+from .stores._contract import (
+    Claim,
+    Entry,
+    LocalLog,
+    LogItem,
+    StreamState,
+    StreamStore,
+    as_log_item,
+)
 
 __all__ = ["Producer", "Settings"]
 
@@ -110,13 +118,6 @@ def _limit_error(settings: Settings, size: int, count: int, total: int) -> Limit
     if count > settings.max_events:
         return LimitExceededError(f"the stream exceeds max_events ({settings.max_events})")
     return LimitExceededError(f"the stream exceeds max_bytes ({settings.max_bytes})")
-
-
-def _log_item(entry: Entry, event: str) -> LogItem:
-    """``entry`` as a local log keeps it: a text event named ``event`` as its data alone."""
-    if entry.text and entry.event == event and type(entry.data) is str:
-        return entry.data
-    return entry
 
 
 def _error_data(code: str, message: str) -> str:
@@ -292,18 +293,16 @@ class Producer:
             async for item in iterator:
                 if count >= mark:
                     mark = await self._mark(log, count)
+                logged: LogItem
                 if type(item) is str and item.isascii():  # the common case, inlined
-                    size = len(item)
-                    total += size
-                    if size > max_event_bytes or total > max_bytes:
-                        raise _limit_error(settings, size, count + 1, total)
-                    append(item)
+                    logged, size = item, len(item)
                 else:
                     entry, size = encode_item(item, event, terminal)
-                    total += size
-                    if size > max_event_bytes or total > max_bytes:
-                        raise _limit_error(settings, size, count + 1, total)
-                    append(_log_item(entry, event))
+                    logged = as_log_item(entry, event)
+                total += size
+                if size > max_event_bytes or total > max_bytes:
+                    raise _limit_error(settings, size, count + 1, total)
+                append(logged)
                 count += 1
                 if log.changed is not None:  # a reader waits for this event
                     log.wake()

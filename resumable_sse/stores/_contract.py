@@ -58,6 +58,7 @@ __all__ = [
     "StreamInfo",
     "StreamState",
     "StreamStore",
+    "as_log_item",
 ]
 
 #: Seconds after its end that a finished stream stays readable to the readers still
@@ -110,6 +111,13 @@ class StoredEvent(NamedTuple):
 #: (not a subclass) is the data of a text event with the stream's usual name; anything
 #: else is its :class:`Entry`.
 LogItem: TypeAlias = str | Entry
+
+
+def as_log_item(entry: Entry, event: str) -> LogItem:
+    """``entry`` as a local log keeps it: a text event named ``event`` as its data alone."""
+    if entry.text and entry.event == event and type(entry.data) is str:
+        return entry.data
+    return entry
 
 
 @final

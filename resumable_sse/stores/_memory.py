@@ -55,6 +55,7 @@ from ._contract import (
     StreamInfo,
     StreamState,
     StreamStore,
+    as_log_item,
 )
 
 __all__ = ["MemoryStore"]
@@ -121,10 +122,7 @@ class _Stream:
         event, items = self.event, self.items
         if not items and not event:
             self.event = event = entries[0].event
-        items += [
-            entry.data if entry.text and entry.event == event and type(entry.data) is str else entry
-            for entry in entries
-        ]
+        items += [as_log_item(entry, event) for entry in entries]
 
     def run(self, after: int, end: int) -> EventRun:
         """Events ``after + 1`` to ``end``."""
