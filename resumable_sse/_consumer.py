@@ -371,27 +371,37 @@ class Subscription(AsyncResource):
             if rest:
                 seqs, items = zip(*rest, strict=True)
                 self._after = seqs[-1]
-                frames = encode_items(self._prefix, seqs, self._event, items)
-                for chunk in join_frames(frames, _CHUNK_BYTES):
+                replay = encode_items(self._prefix, seqs, self._event, items)
+                for chunk in join_frames(replay, _CHUNK_BYTES):
                     yield chunk
             state, last_seq = info.state, info.last_seq
+            # The live tail, once per token at an LLM's pace: one store call per wake-up.
+            incarnation, session_id = info.incarnation, self._session_id
+            read_frames, page_size = self._store.read_frames, self._page_size
             while not (state.finished and self._after >= last_seq):
-                page = await self._available(info.incarnation)
+                page = await read_frames(
+                    session_id, self._after, limit=page_size, wait=True, incarnation=incarnation
+                )
+                page = self._checked(page, incarnation)
+                frames = page.frames
+                self._after += len(frames)
+                if len(frames) == page_size:  # more may be there: up to a chunk's worth
+                    page = await self._more(page, incarnation)
+                    frames = page.frames
                 state, last_seq = page.state, page.last_seq
-                for chunk in join_frames(page.frames, _CHUNK_BYTES):
-                    yield chunk
-                if page.frames:
-                    self._hooks.delivered(len(page.frames))
+                if len(frames) == 1:  # a lone token, as at an LLM's pace
+                    yield frames[0]
+                else:
+                    for chunk in join_frames(frames, _CHUNK_BYTES):
+                        yield chunk
+                if frames:
+                    self._hooks.delivered(len(frames))
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()
 
-    async def _available(self, incarnation: str) -> FramePage:
-        """Every frame after the last one sent (waiting for one), up to _CHUNK_BYTES."""
-        page = await self._frames_after(incarnation, wait=True)
-        self._after += len(page.frames)
-        if len(page.frames) < self._page_size:  # the usual case: all there is
-            return page
+    async def _more(self, page: FramePage, incarnation: str) -> FramePage:
+        """``page`` (a full one) with the frames that follow it, up to _CHUNK_BYTES."""
         frames, size = list(page.frames), sum(map(len, page.frames))
         while len(page.frames) == self._page_size and size < _CHUNK_BYTES:
             page = await self._frames_after(incarnation, wait=False)
@@ -409,6 +419,11 @@ class Subscription(AsyncResource):
             wait=wait,
             incarnation=incarnation,
         )
+        return self._checked(page, incarnation)
+
+    def _checked(self, page: FramePage | None, incarnation: str) -> FramePage:
+        """``page``, read after the last frame sent, unless the stream is gone or the
+        store lacks events it counts."""
         if page is None or page.incarnation != incarnation:
             raise SessionNotFoundError(
                 f"the stream of session {self._session_id!r} was deleted or expired"

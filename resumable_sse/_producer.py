@@ -304,7 +304,7 @@ class Producer:
                     raise _limit_error(settings, size, count + 1, total)
                 append(logged)
                 count += 1
-                if log.changed is not None:  # a reader waits for this event
+                if log.waiting:  # a reader waits for this event
                     log.wake()
         finally:
             self._next_seq = count + 1

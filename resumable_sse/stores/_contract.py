@@ -179,8 +179,8 @@ class LocalLog(Protocol):
     """One stream's log, in a store that keeps it in this process.
 
     See :meth:`StreamStore.local_log`. The producer appends each event to ``items``
-    itself (a :data:`LogItem`), then calls :meth:`wake` if ``changed`` is not ``None``
-    (a reader is waiting). Writing needs no fencing: a producer that lost the stream
+    itself (a :data:`LogItem`), then calls :meth:`wake` if ``waiting`` (a reader is
+    waiting). Writing needs no fencing: a producer that lost the stream
     (deleted, or finished by someone else) writes to a log nobody reads any more, and
     learns of it from :meth:`StreamStore.wait_cancel` and :meth:`StreamStore.finish`.
     """
@@ -188,8 +188,8 @@ class LocalLog(Protocol):
     items: list[LogItem]
 
     @property
-    def changed(self) -> object | None:
-        """Not ``None`` while a reader waits for the next event."""
+    def waiting(self) -> bool:
+        """True while a reader may be waiting for the next event."""
 
     def wake(self) -> None:
         """Wake the readers waiting for the next event."""

@@ -41,7 +41,7 @@ import anyio
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreFullError
-from .._frames import encode_items
+from .._frames import encode_frame, encode_items
 from .._ids import new_incarnation
 from ._contract import (
     FINISHED_LINGER,
@@ -57,25 +57,27 @@ from ._contract import (
     StreamStore,
     as_log_item,
 )
+from ._wakeup import Wakeup
 
 __all__ = ["MemoryStore"]
 
 _new = tuple.__new__
 
+_RUNNING = StreamState.RUNNING
+
 DEFAULT_RETENTION = 600.0
 DEFAULT_MAX_STREAMS = 10_000
 
 
-class _Stream:
-    """One stream; to its producer, a :class:`~resumable_sse.stores.LocalLog`."""
+class _Stream(Wakeup):
+    """One stream; to its producer, a :class:`~resumable_sse.stores.LocalLog`. Its
+    readers wait on it for its next event (a :class:`Wakeup`)."""
 
     __slots__ = (
         "cancel",
-        "changed",
         "created_at",
         "drop_at",
         "event",
-        "event_type",
         "expires_at",
         "frames",
         "incarnation",
@@ -87,6 +89,7 @@ class _Stream:
     )
 
     def __init__(self, incarnation: str, token: int, now: float, owner: str | None) -> None:
+        super().__init__()
         self.incarnation = incarnation
         self.owner = owner
         self.token = token
@@ -105,18 +108,21 @@ class _Stream:
         self.expires_at = math.inf
         self.drop_at = math.inf
         self.cancel = anyio.Event()
-        # The running backend's own Event class: anyio.Event() looks up the async library
-        # on every call, which a reader waiting once per token would pay each time.
-        self.event_type: type[anyio.Event] = type(self.cancel)
-        # Created on demand by the first waiting reader, set and dropped by the next
-        # write: a producer with no one waiting pays nothing for it.
-        self.changed: anyio.Event | None = None
 
     def wake(self) -> None:
         self.updated_at = time.time()
-        if self.changed is not None:
-            self.changed.set()
-            self.changed = None
+        Wakeup.wake(self)
+
+    def frames_to(self, end: int) -> list[bytes]:
+        """The frames of events 1 to ``end`` at least (each built once, then kept)."""
+        frames = self.frames
+        start = len(frames)
+        if start + 1 == end and type(item := self.items[start]) is str:  # a lone token
+            frames.append(encode_frame(f"{self.incarnation}-{end}", self.event, item))
+        elif start < end:
+            seqs, items = range(start + 1, end + 1), self.items[start:end]
+            frames += encode_items(self.incarnation + "-", seqs, self.event, items)
+        return frames
 
     def extend(self, entries: Sequence[Entry]) -> None:
         event, items = self.event, self.items
@@ -274,21 +280,6 @@ class MemoryStore(StreamStore):
         self._finished[session_id] = stream
         stream.wake()
 
-    async def _stream_after(
-        self, session_id: str, after: int, wait: bool, incarnation: str | None
-    ) -> _Stream | None:
-        """The stream, once it has an event after ``after`` or has finished (if ``wait``)."""
-        stream = self._get(session_id, incarnation)
-        if stream is None:
-            return None
-        if wait and len(stream.items) <= after and not stream.state.finished:
-            if stream.changed is None:
-                stream.changed = stream.event_type()
-            await stream.changed.wait()
-            # This reader was attached when the stream ended: it gets the end.
-            stream = self._get(session_id, stream.incarnation)
-        return stream
-
     async def read(
         self,
         session_id: str,
@@ -298,10 +289,16 @@ class MemoryStore(StreamStore):
         wait: bool,
         incarnation: str | None = None,
     ) -> Page | None:
-        after = max(after, 0)
-        stream = await self._stream_after(session_id, after, wait, incarnation)
+        stream = self._get(session_id, incarnation)
         if stream is None:
             return None
+        after = max(after, 0)
+        if wait and len(stream.items) <= after and stream.state is _RUNNING:
+            await stream.wait()
+            # This reader was attached when the stream ended: it gets the end.
+            stream = self._get(session_id, stream.incarnation)
+            if stream is None:
+                return None
         return Page(stream.info(), stream.run(after, after + limit))
 
     async def read_frames(
@@ -313,20 +310,20 @@ class MemoryStore(StreamStore):
         wait: bool,
         incarnation: str | None = None,
     ) -> FramePage | None:
-        after = max(after, 0)
-        stream = await self._stream_after(session_id, after, wait, incarnation)
+        # Kept lean: a reader at an LLM's pace calls this once per token.
+        stream = self._get(session_id, incarnation)
         if stream is None:
             return None
-        last, frames = len(stream.items), stream.frames
+        after = max(after, 0)
+        if wait and len(stream.items) <= after and stream.state is _RUNNING:
+            await stream.wait()
+            if self._streams.get(session_id) is not stream:  # deleted, or expired
+                stream = self._get(session_id, stream.incarnation)
+                if stream is None:
+                    return None
+        last = len(stream.items)
         end = min(last, after + limit)
-        if len(frames) < end:
-            start = len(frames)
-            frames += encode_items(
-                stream.incarnation + "-",
-                itertools.count(start + 1),
-                stream.event,
-                stream.items[start:end],
-            )
+        frames = stream.frames if len(stream.frames) >= end else stream.frames_to(end)
         return _new(
             FramePage,
             (stream.incarnation, stream.state, 1, last, after + 1, frames[after:end]),
