@@ -39,10 +39,11 @@ def encode_frame(event_id: str | None, event: str, data: str) -> bytes:
     Event names and ids never contain line breaks (they are validated), so only the
     data needs splitting into lines.
     """
-    lines = _data_lines(data)
+    if "\n" in data or "\r" in data:
+        data = _data_lines(data)
     if event_id is None:
-        return f"event: {event}\r\ndata: {lines}\r\n\r\n".encode()
-    return f"id: {event_id}\r\nevent: {event}\r\ndata: {lines}\r\n\r\n".encode()
+        return f"event: {event}\r\ndata: {data}\r\n\r\n".encode()
+    return f"id: {event_id}\r\nevent: {event}\r\ndata: {data}\r\n\r\n".encode()
 
 
 def encode_frames(prefix: str, events: Sequence[StoredEvent]) -> list[bytes]:

@@ -135,6 +135,7 @@ class Telemetry(Hooks):
     ) -> None:
         instruments = _instruments(meter_provider)
         self._totals = instruments.totals
+        self._delivered = instruments.totals[DELIVERED]
         self._histograms = instruments.histograms
         self._tracer = trace.get_tracer("resumable_sse", __version__, tracer_provider)
         self._span_session_ids = span_session_ids
@@ -209,8 +210,9 @@ class Telemetry(Hooks):
     def consumer_closed(self) -> None:
         self._add(CONSUMERS, -1)
 
-    def delivered(self, count: int) -> None:
-        self._add(DELIVERED, count)
+    def delivered(self, count: int) -> None:  # once per chunk sent: _add, inlined
+        totals, key = self._delivered, self._store
+        totals[key] = totals.get(key, 0) + count
 
     def span(self, name: str, session_id: str) -> AbstractContextManager[object]:
         return self._span(name, session_id)

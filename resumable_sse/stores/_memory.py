@@ -41,7 +41,7 @@ import anyio
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreFullError
-from .._frames import encode_items
+from .._frames import encode_frame, encode_items
 from .._ids import new_incarnation
 from ._contract import (
     FINISHED_LINGER,
@@ -117,7 +117,9 @@ class _Stream(Wakeup):
         """The frames of events 1 to ``end`` at least (each built once, then kept)."""
         frames = self.frames
         start = len(frames)
-        if start < end:
+        if start + 1 == end and type(item := self.items[start]) is str:  # a lone token
+            frames.append(encode_frame(f"{self.incarnation}-{end}", self.event, item))
+        elif start < end:
             seqs, items = range(start + 1, end + 1), self.items[start:end]
             frames += encode_items(self.incarnation + "-", seqs, self.event, items)
         return frames
