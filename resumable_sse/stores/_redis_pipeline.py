@@ -1,9 +1,9 @@
 """The Redis store's commands: every session's script calls share a few pipelines.
 
 Each store operation is one ``EVALSHA``. Rather than each taking a pooled connection
-for its own round trip, calls join a queue; one dispatcher task sends whatever has
-queued up as one pipeline (``transaction=False``: each script is atomic by itself),
-on at most ``connections`` connections at once. Under load, a round trip thus carries
+for its own round trip, calls join a queue; ``connections`` long-lived sender tasks
+each send whatever has queued up as one pipeline (``transaction=False``: each script is
+atomic by itself), so at most ``connections`` connections are in use at once. Under load, a round trip thus carries
 the calls of many sessions (group commit); alone, a call goes out at once. The number
 of pooled connections is bounded by ``connections`` whatever the number of sessions,
 which matters because redis-py's asyncio pool raises ``MaxConnectionsError`` at its
@@ -20,6 +20,7 @@ commands; these replies mean the script did not run, so nothing runs twice.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Sequence
 from typing import Any
@@ -41,22 +42,24 @@ _NOT_RUN = (NoScriptError, ClusterDownError, TryAgainError)
 
 
 class _Call:
-    __slots__ = ("args", "done", "error", "result")
+    __slots__ = ("args", "future")
 
-    def __init__(self, args: tuple[Any, ...]) -> None:
+    def __init__(self, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
         self.args = args
-        self.done = anyio.Event()
-        self.result: Any = None
-        self.error: RedisError | OSError | None = None
+        self.future = future  # cancelled if its caller is: the reply is then dropped
 
 
 @final
 class Pipelines:
     """Sends queued commands in pipelines, at most ``connections`` at a time.
 
+    ``connections`` sender tasks, started on first use, take turns: an idle one is woken
+    by the next call and sends everything queued by then. A call waits on a bare
+    future (the store runs on asyncio only), and no task is started per pipeline.
+
     Args:
         client: The store's client (standalone, Sentinel-managed or Cluster).
-        host: Runs the dispatcher and the pipelines.
+        host: Runs the senders.
         connections: Pipelines in flight at once (each holds one pooled connection,
             or one per node on Cluster).
         scripts: The Lua sources to load before the first call and after ``NOSCRIPT``.
@@ -72,11 +75,11 @@ class Pipelines:
     ) -> None:
         self._client = client
         self._host = host
-        self._slots = anyio.Semaphore(connections)
+        self._connections = connections
         self._scripts = list(scripts)
         self._queue: list[_Call] = []
-        self._wake = anyio.Event()
-        self._dispatching = False
+        self._idle: list[asyncio.Future[None]] = []  # one per sender waiting for calls
+        self._serving = False
 
     async def call(self, *args: Any) -> Any:
         """Run one command (in the next pipeline) and return its reply.
@@ -84,40 +87,49 @@ class Pipelines:
         Raises:
             RedisError, OSError: the command failed, or Redis could not be reached.
         """
-        if not self._dispatching:
+        if not self._serving:
             tg = await self._host.task_group()
-            if not self._dispatching:
-                self._dispatching = True
-                tg.start_soon(self._dispatch, name="resumable-sse redis pipelines")
-        call = _Call(args)
+            if not self._serving:
+                self._serving = True
+                tg.start_soon(self._serve, name="resumable-sse redis pipelines")
+        call = _Call(args, asyncio.get_running_loop().create_future())
         self._queue.append(call)
-        self._wake.set()
-        await call.done.wait()
-        if call.error is not None:  # a copy: one error may fail a whole batch of callers
-            raise copy.copy(call.error).with_traceback(None) from call.error
-        return call.result
+        while self._idle:
+            sender = self._idle.pop()
+            if not sender.done():
+                sender.set_result(None)
+                break
+        try:
+            return await call.future
+        except (RedisError, OSError) as exc:  # a copy: one error may fail a whole batch
+            raise copy.copy(exc).with_traceback(None) from exc
 
     async def load_scripts(self) -> None:
         """Load every script (on every primary, on Cluster)."""
         for source in self._scripts:
             await self._client.script_load(source)
 
-    async def _dispatch(self) -> None:
+    async def _serve(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                while True:
-                    if not self._queue:
-                        self._wake = anyio.Event()
-                        await self._wake.wait()
-                        continue
-                    await self._slots.acquire()
-                    batch = self._queue[:_MAX_BATCH]
-                    del self._queue[:_MAX_BATCH]
-                    tg.start_soon(self._send, batch)
+                for _ in range(self._connections):
+                    tg.start_soon(self._sender)
         finally:
-            self._dispatching = False
+            self._serving = False
             _fail(self._queue, RedisError("the Redis store is closed"))
             self._queue.clear()
+
+    async def _sender(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                idle = loop.create_future()
+                self._idle.append(idle)
+                await idle
+                continue
+            batch = self._queue[:_MAX_BATCH]
+            del self._queue[:_MAX_BATCH]
+            await self._send(batch)
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
@@ -133,7 +145,6 @@ class Pipelines:
             _fail(batch, exc)
         finally:
             _fail(batch, RedisError("the Redis store is closed"))  # if cancelled
-            self._slots.release()
 
     async def _execute(self, batch: list[_Call], *, last: bool) -> tuple[list[_Call], bool]:
         """Send ``batch`` as one pipeline; return the calls to send again, and why.
@@ -152,17 +163,17 @@ class Pipelines:
                 again.append(call)
                 noscript = noscript or isinstance(reply, NoScriptError)
                 continue
+            if call.future.done():  # its caller was cancelled
+                continue
             if isinstance(reply, (RedisError, OSError)):
-                call.error = reply
+                call.future.set_exception(reply)
             else:
-                call.result = reply
-            call.done.set()
+                call.future.set_result(reply)
         return again, noscript
 
 
 def _fail(calls: list[_Call], error: RedisError | OSError) -> None:
     """End every call of ``calls`` that has no reply yet with ``error``."""
     for call in calls:
-        if not call.done.is_set():
-            call.error = error
-            call.done.set()
+        if not call.future.done():
+            call.future.set_exception(error)
