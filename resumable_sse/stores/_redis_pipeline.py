@@ -3,11 +3,11 @@
 Each store operation is one ``EVALSHA``. Rather than each taking a pooled connection
 for its own round trip, calls join a queue; ``connections`` long-lived sender tasks
 each send whatever has queued up as one pipeline (``transaction=False``: each script is
-atomic by itself), so at most ``connections`` connections are in use at once. Under load, a round trip thus carries
-the calls of many sessions (group commit); alone, a call goes out at once. The number
-of pooled connections is bounded by ``connections`` whatever the number of sessions,
-which matters because redis-py's asyncio pool raises ``MaxConnectionsError`` at its
-limit instead of waiting.
+atomic by itself), so at most ``connections`` connections are in use at once. Under
+load, a round trip thus carries the calls of many sessions (group commit); alone, a call
+goes out at once. The number of pooled connections is bounded by ``connections``
+whatever the number of sessions, which matters because redis-py's asyncio pool raises
+``MaxConnectionsError`` at its limit instead of waiting.
 
 A call whose caller is cancelled still completes in its pipeline (its result is
 dropped), so a cancelled reader can never disturb the other calls sent with it. The
