@@ -379,3 +379,39 @@ async def test_frames_trimmed_or_lost_before_they_are_read_end_the_chunks(url: s
         await store._client.delete(store.keys("lost").log)
         with pytest.raises(HistoryLostError):
             await lost.__anext__()
+
+
+async def test_callers_cancelled_mid_call_leave_the_others_their_replies(url: str) -> None:
+    """Calls share pipelines: cancelling some callers while their calls are in flight
+    gives every other caller its own reply, and the store keeps working."""
+    async with redis_store(url) as store:
+        for i in range(10):
+            claim = await store.claim(f"s{i}")
+            assert claim is not None
+            await store.append(f"s{i}", claim, [Entry("message", f"data {i}")], first_seq=1)
+        replies: dict[int, str] = {}
+
+        async def read(i: int) -> None:
+            page = await store.read(f"s{i}", 0, limit=10, wait=False)
+            assert page is not None
+            replies[i] = page.events[0].data
+
+        doomed: list[anyio.CancelScope] = []
+
+        async def read_doomed(i: int) -> None:
+            with anyio.CancelScope() as scope:
+                doomed.append(scope)
+                await read(i)
+
+        with anyio.fail_after(10):  # a sender broken by a cancelled call would hang them
+            async with anyio.create_task_group() as tg:
+                for i in range(10):
+                    tg.start_soon(read_doomed if i % 2 else read, i)
+                await anyio.lowlevel.checkpoint()  # every call is queued or on its way
+                for scope in doomed:
+                    scope.cancel()
+        assert {i: replies[i] for i in range(0, 10, 2)} == {i: f"data {i}" for i in range(0, 10, 2)}
+        assert all(replies.get(i, f"data {i}") == f"data {i}" for i in range(1, 10, 2))
+        page = await store.read("s1", 0, limit=10, wait=False)
+        assert page is not None
+        assert page.events[0].data == "data 1"
