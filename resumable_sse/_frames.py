@@ -74,8 +74,7 @@ def encode_items(
         joined = "\n"
     if "\n" not in joined and "\r" not in joined:
         if len(items) == 1:  # a lone token, as at an LLM's pace
-            seq = next(iter(seqs))
-            return [f"id: {prefix}{seq}\r\nevent: {event}\r\ndata: {joined}\r\n\r\n".encode()]
+            return [encode_frame(f"{prefix}{next(iter(seqs))}", event, joined)]
         head, fields = "id: " + prefix, f"\r\nevent: {event}\r\ndata: "
         return [
             f"{head}{seq}{fields}{data}\r\n\r\n".encode()

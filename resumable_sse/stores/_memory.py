@@ -224,6 +224,13 @@ class MemoryStore(StreamStore):
         self._expire()
         return None
 
+    def _after_wait(self, session_id: str, stream: _Stream) -> _Stream | None:
+        """``stream`` after a reader waited on it, unless it was deleted or expired
+        meanwhile; a reader attached when it ended still gets the end."""
+        if self._streams.get(session_id) is stream:  # the usual case: still there
+            return stream
+        return self._get(session_id, stream.incarnation)
+
     def _owned(self, session_id: str, claim: Claim) -> _Stream:
         stream = self._get(session_id)
         if stream is None or stream.token != claim.token:
@@ -295,8 +302,7 @@ class MemoryStore(StreamStore):
         after = max(after, 0)
         if wait and len(stream.items) <= after and stream.state is _RUNNING:
             await stream.wait()
-            # This reader was attached when the stream ended: it gets the end.
-            stream = self._get(session_id, stream.incarnation)
+            stream = self._after_wait(session_id, stream)
             if stream is None:
                 return None
         return Page(stream.info(), stream.run(after, after + limit))
@@ -317,10 +323,9 @@ class MemoryStore(StreamStore):
         after = max(after, 0)
         if wait and len(stream.items) <= after and stream.state is _RUNNING:
             await stream.wait()
-            if self._streams.get(session_id) is not stream:  # deleted, or expired
-                stream = self._get(session_id, stream.incarnation)
-                if stream is None:
-                    return None
+            stream = self._after_wait(session_id, stream)
+            if stream is None:
+                return None
         last = len(stream.items)
         end = min(last, after + limit)
         frames = stream.frames if len(stream.frames) >= end else stream.frames_to(end)
