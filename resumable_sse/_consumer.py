@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_right
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from operator import attrgetter
 
 from typing_extensions import Self, final
@@ -32,6 +32,7 @@ from .stores._contract import (
     StreamInfo,
     StreamStore,
 )
+from .stores._wakeup import on_asyncio
 
 __all__ = ["ConsumerSlots", "Subscription"]
 
@@ -332,8 +333,12 @@ class Subscription(AsyncResource):
         """The id of the last event yielded (or of the position opened at), if any."""
         return f"{self._prefix}{self._after}" if self._after else None
 
-    def __aiter__(self) -> Self:
-        return self
+    def __aiter__(self) -> AsyncIterator[dict[str, str]]:
+        # On asyncio an async generator steps faster than `async def __anext__`, which
+        # makes a coroutine per event. It moves this subscription's cursor, so iterating
+        # and calling __anext__ can be mixed. trio warns of a generator dropped before
+        # its end (as when a client leaves): there the subscription iterates itself.
+        return self._dicts() if on_asyncio() else self
 
     async def __anext__(self) -> dict[str, str]:
         while True:
@@ -344,6 +349,25 @@ class Subscription(AsyncResource):
                 return {"id": f"{self._prefix}{seq}", "event": item[0], "data": item[1]}
             try:
                 await self._next_page()
+            except BaseException:
+                self._release()
+                raise
+
+    async def _dicts(self) -> AsyncGenerator[dict[str, str], None]:
+        """The events from the cursor on, as :meth:`__anext__` returns them."""
+        while True:
+            prefix, event = self._prefix, self._event
+            for seq, item in self._pending:  # the hot path: an event already read
+                self._after = seq
+                if type(item) is str:
+                    yield {"id": f"{prefix}{seq}", "event": event, "data": item}
+                else:
+                    yield {"id": f"{prefix}{seq}", "event": item[0], "data": item[1]}
+            try:
+                await self._next_page()
+            except StopAsyncIteration:
+                self._release()
+                return
             except BaseException:
                 self._release()
                 raise

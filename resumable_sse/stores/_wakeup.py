@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 
 import anyio
 
-__all__ = ["Wakeup"]
+__all__ = ["Wakeup", "on_asyncio"]
 
 #: Waits pending at which cancelled ones are first dropped (a wake drops them all).
 _PRUNE_AT = 64
@@ -64,6 +64,11 @@ class Wakeup:
         for future in futures:
             if not future.done():
                 future.set_result(None)
+
+
+def on_asyncio() -> bool:
+    """Whether the calling task is an asyncio task."""
+    return _asyncio_loop() is not None
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
