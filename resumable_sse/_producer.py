@@ -186,21 +186,18 @@ class Producer:
     async def run(self) -> None:
         """Drain the generator, then store the terminal event. Never raises."""
         try:
+            log = self._local_log()
+            if log is not None and self._store.renew_interval is None:
+                # The log is in this process: a cancel request stops the generator
+                # directly, and no watcher task is needed.
+                log.on_cancel(self._cancel_requested)
+                await self._produce(log)
+                return
             async with anyio.create_task_group() as watchers:
                 watchers.start_soon(self._watch_cancel)
                 if self._store.renew_interval is not None:
                     watchers.start_soon(self._keep_lease, self._store.renew_interval)
-                log = self._local_log()
-                if log is not None:
-                    state, entry = await self._read_all(log)
-                else:
-                    async with anyio.create_task_group() as io:
-                        io.start_soon(self._write_loop)
-                        state, entry = await self._read_all(None)
-                        self._queue.close()
-                if self._failure is not None:  # the writer failed after reading ended
-                    state, entry = self._outcome_of_failure(self._failure)
-                await self._finish(state, entry)
+                await self._produce(log)
                 watchers.cancel_scope.cancel()
         except Exception as exc:  # a bug or a store fault: never let it reach the task group
             self._exc = exc
@@ -213,6 +210,22 @@ class Producer:
                 await self._finish(StreamState.ERROR, entry)
         finally:
             self._hooks.producer_done()
+
+    async def _produce(self, log: LocalLog | None) -> None:
+        """Write every event of the generator to ``log`` (or the writer), then the end."""
+        if log is not None:
+            state, entry = await self._read_all(log)
+        else:
+            async with anyio.create_task_group() as io:
+                io.start_soon(self._write_loop)
+                state, entry = await self._read_all(None)
+                self._queue.close()
+        if self._failure is not None:  # the writer failed after reading ended
+            state, entry = self._outcome_of_failure(self._failure)
+        await self._finish(state, entry)
+
+    def _cancel_requested(self) -> None:
+        self.stop("cancelled")
 
     # -- reading -----------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import NamedTuple, Protocol, TypeAlias, overload
@@ -182,7 +182,7 @@ class LocalLog(Protocol):
     itself (a :data:`LogItem`), then calls :meth:`wake` if ``waiting`` (a reader is
     waiting). Writing needs no fencing: a producer that lost the stream
     (deleted, or finished by someone else) writes to a log nobody reads any more, and
-    learns of it from :meth:`StreamStore.wait_cancel` and :meth:`StreamStore.finish`.
+    learns of it from :meth:`on_cancel` and :meth:`StreamStore.finish`.
     """
 
     items: list[LogItem]
@@ -193,6 +193,14 @@ class LocalLog(Protocol):
 
     def wake(self) -> None:
         """Wake the readers waiting for the next event."""
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (once, in the canceller's task) when cancellation of the
+        stream is requested or the stream is deleted; at once if that happened already.
+
+        The producer stops its generator from it, so no task of its own waits in
+        :meth:`StreamStore.wait_cancel`.
+        """
 
 
 @final

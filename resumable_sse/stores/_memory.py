@@ -74,7 +74,8 @@ class _Stream(Wakeup):
     readers wait on it for its next event (a :class:`Wakeup`)."""
 
     __slots__ = (
-        "cancel",
+        "cancel_event",
+        "cancelled",
         "created_at",
         "drop_at",
         "event",
@@ -82,6 +83,7 @@ class _Stream(Wakeup):
         "frames",
         "incarnation",
         "items",
+        "on_cancelled",
         "owner",
         "state",
         "token",
@@ -107,11 +109,32 @@ class _Stream(Wakeup):
         # even readers still reading it lose it.
         self.expires_at = math.inf
         self.drop_at = math.inf
-        self.cancel = anyio.Event()
+        # Whether a cancel was requested (or the stream dropped); the producer's callback
+        # for it; the event wait_cancel waits on, made by the first such wait.
+        self.cancelled = False
+        self.on_cancelled: Callable[[], object] | None = None
+        self.cancel_event: anyio.Event | None = None
 
     def wake(self) -> None:
         self.updated_at = time.time()
         Wakeup.wake(self)
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        if self.cancelled:
+            callback()
+        else:
+            self.on_cancelled = callback
+
+    def cancel(self) -> None:
+        """Request cancellation: tell the producer and whoever waits in wait_cancel."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        callback, self.on_cancelled = self.on_cancelled, None
+        if callback is not None:
+            callback()
+        if self.cancel_event is not None:
+            self.cancel_event.set()
 
     def frames_to(self, end: int) -> list[bytes]:
         """The frames of events 1 to ``end`` at least (each built once, then kept)."""
@@ -142,7 +165,7 @@ class _Stream(Wakeup):
             last_seq=len(self.items),
             created_at=self.created_at,
             updated_at=self.updated_at,
-            cancel_requested=self.cancel.is_set(),
+            cancel_requested=self.cancelled,
             owner=self.owner,
         )
 
@@ -201,7 +224,7 @@ class MemoryStore(StreamStore):
         stream = self._streams.pop(session_id, None)
         self._finished.pop(session_id, None)
         if stream is not None:
-            stream.cancel.set()
+            stream.cancel()
             stream.wake()
             self._forget_active(session_id)
         return stream
@@ -281,6 +304,7 @@ class MemoryStore(StreamStore):
             raise LeaseLostError(f"stream {session_id!r} cannot end at {seq}")
         stream.items.append(entry)
         stream.state = state
+        stream.on_cancelled = None  # the producer is done: the stream keeps nothing of it
         now = self._clock()
         stream.expires_at = now + self.retention
         stream.drop_at = now + max(self.retention, FINISHED_LINGER)
@@ -342,14 +366,17 @@ class MemoryStore(StreamStore):
         stream = self._get(session_id)
         if stream is None or stream.state.finished:
             return False
-        stream.cancel.set()
+        stream.cancel()
         return True
 
     async def wait_cancel(self, session_id: str, claim: Claim) -> None:
         stream = self._streams.get(session_id)
         if stream is None or stream.token != claim.token:
             return
-        await stream.cancel.wait()
+        if not stream.cancelled:
+            if stream.cancel_event is None:
+                stream.cancel_event = anyio.Event()
+            await stream.cancel_event.wait()
 
     async def running(
         self, owner: str | None = None, *, limit: int = 1000
