@@ -350,6 +350,8 @@ class Producer:
         )
 
     async def _close(self, iterator: AsyncIterator[object]) -> None:
+        if getattr(iterator, "ag_frame", False) is None:
+            return  # an async generator that has returned: nothing to close
         with anyio.move_on_after(self._settings.close_timeout, shield=True) as scope:
             try:
                 await close_iterator(iterator)
