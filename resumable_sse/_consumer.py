@@ -402,24 +402,30 @@ class Subscription(AsyncResource):
             # The live tail, once per token at an LLM's pace: one store call per wake-up.
             incarnation, session_id = info.incarnation, self._session_id
             read_frames, page_size = self._store.read_frames, self._page_size
-            while not (state.finished and self._after >= last_seq):
+            delivered, after = self._hooks.delivered, self._after
+            while not (state.finished and after >= last_seq):
                 page = await read_frames(
-                    session_id, self._after, limit=page_size, wait=True, incarnation=incarnation
+                    session_id, after, limit=page_size, wait=True, incarnation=incarnation
                 )
-                page = self._checked(page, incarnation)
+                if (
+                    page is None
+                    or page.incarnation != incarnation
+                    or ((page.seq != after + 1 or not page.frames) and page.last_seq > after)
+                ):
+                    page = self._checked(page, incarnation)  # raises
                 frames = page.frames
-                self._after += len(frames)
+                self._after = after = after + len(frames)
                 if len(frames) == page_size:  # more may be there: up to a chunk's worth
                     page = await self._more(page, incarnation)
-                    frames = page.frames
+                    frames, after = page.frames, self._after
                 state, last_seq = page.state, page.last_seq
                 if len(frames) == 1:  # a lone token, as at an LLM's pace
                     yield frames[0]
-                else:
+                    delivered(1)
+                elif frames:
                     for chunk in join_frames(frames, _CHUNK_BYTES):
                         yield chunk
-                if frames:
-                    self._hooks.delivered(len(frames))
+                    delivered(len(frames))
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()

@@ -64,6 +64,7 @@ __all__ = ["MemoryStore"]
 _new = tuple.__new__
 
 _RUNNING = StreamState.RUNNING
+_NEVER = math.inf
 
 DEFAULT_RETENTION = 600.0
 DEFAULT_MAX_STREAMS = 10_000
@@ -340,19 +341,26 @@ class MemoryStore(StreamStore):
         wait: bool,
         incarnation: str | None = None,
     ) -> FramePage | None:
-        # Kept lean: a reader at an LLM's pace calls this once per token.
-        stream = self._get(session_id, incarnation)
-        if stream is None:
-            return None
-        after = max(after, 0)
-        if wait and len(stream.items) <= after and stream.state is _RUNNING:
-            await stream.wait()
-            stream = self._after_wait(session_id, stream)
+        # Kept lean: a reader at an LLM's pace calls this once per token. A running
+        # stream is the one _get would return (only finished ones can be hidden).
+        stream = self._streams.get(session_id)
+        if stream is None or stream.expires_at != _NEVER:
+            stream = self._get(session_id, incarnation)
             if stream is None:
                 return None
+        if after < 0:
+            after = 0
+        if wait and len(stream.items) <= after and stream.state is _RUNNING:
+            await stream.wait()
+            if self._streams.get(session_id) is not stream:
+                stream = self._after_wait(session_id, stream)
+                if stream is None:
+                    return None
         last = len(stream.items)
-        end = min(last, after + limit)
-        frames = stream.frames if len(stream.frames) >= end else stream.frames_to(end)
+        end = last if last - after <= limit else after + limit
+        frames = stream.frames
+        if len(frames) < end:
+            frames = stream.frames_to(end)
         return _new(
             FramePage,
             (stream.incarnation, stream.state, 1, last, after + 1, frames[after:end]),
