@@ -3,7 +3,9 @@ events do, limits hold to the event, and a generator that never waits starves no
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator
 
 import anyio
@@ -128,3 +130,24 @@ async def test_a_generator_that_never_waits_lets_other_tasks_run() -> None:
 
 async def _set(event: anyio.Event) -> None:
     event.set()
+
+
+async def test_a_finished_stream_keeps_nothing_of_its_producer() -> None:
+    """A retained stream holds its events only: not the producer, nor its generator."""
+    gate = anyio.Event()
+
+    async def held() -> AsyncIterator[str]:
+        await gate.wait()
+        yield "t"
+
+    generator = held()
+    alive = weakref.ref(generator)
+    async with Streamer(MemoryStore()) as streamer:
+        await streamer.start("s", generator)
+        del generator
+        gate.set()
+        events = await collect(streamer.resume("s", None))
+        assert [event["event"] for event in events] == ["message", "end"]
+        gc.collect()
+        assert alive() is None
+        assert await streamer.store.info("s") is not None  # still retained
