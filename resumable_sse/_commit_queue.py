@@ -14,20 +14,21 @@ from __future__ import annotations
 import anyio
 from typing_extensions import final
 
-from .stores._contract import Entry
+from .stores._contract import LogItem
 
 __all__ = ["CommitQueue"]
 
 
 @final
 class CommitQueue:
-    """Entries waiting to be appended; one pushing task, one taking task."""
+    """Events waiting to be appended, as log items (see ``LogItem``: a ``str`` is a text
+    event with the stream's usual name); one pushing task, one taking task."""
 
     __slots__ = ("_closed", "_entries", "_limit", "_space", "_taker")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._entries: list[Entry] = []
+        self._entries: list[LogItem] = []
         self._closed = False
         self._taker: anyio.Event | None = None  # set when the writer waits for entries
         self._space: anyio.Event | None = None  # set when the pusher waits for room
@@ -35,10 +36,10 @@ class CommitQueue:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def push(self, entry: Entry) -> bool:
-        """Queue ``entry``; return ``True`` if the queue is now full (see :meth:`wait_space`)."""
+    def push(self, item: LogItem) -> bool:
+        """Queue ``item``; return ``True`` if the queue is now full (see :meth:`wait_space`)."""
         entries = self._entries
-        entries.append(entry)
+        entries.append(item)
         if self._taker is not None:
             self._taker.set()
             self._taker = None
@@ -57,7 +58,7 @@ class CommitQueue:
             self._taker.set()
             self._taker = None
 
-    async def take_all(self) -> list[Entry]:
+    async def take_all(self) -> list[LogItem]:
         """Every queued entry, waiting for one if none is; ``[]`` once closed and empty."""
         while not self._entries:
             if self._closed:

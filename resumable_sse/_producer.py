@@ -97,9 +97,6 @@ class Settings:
     telemetry: Hooks = NO_HOOKS
 
 
-_new = tuple.__new__
-
-
 def _cancelled_from_outside() -> bool:
     """Whether the current task is really being cancelled (versus a stray CancelledError)."""
     try:
@@ -283,15 +280,17 @@ class Producer:
         push = self._queue.push
         count = total = 0
         async for item in iterator:
+            logged: LogItem
             if type(item) is str and item.isascii():  # the common case, inlined
-                entry, size = _new(Entry, (event, item, True)), len(item)
+                logged, size = item, len(item)
             else:
                 entry, size = encode_item(item, event, terminal)
+                logged = as_log_item(entry, event)
             count += 1
             total += size
             if size > max_event_bytes or count > max_events or total > max_bytes:
                 raise _limit_error(settings, size, count, total)
-            if push(entry):
+            if push(logged):
                 await self._queue.wait_space()
 
     async def _pump_local(self, iterator: AsyncIterator[object], log: LocalLog) -> None:
@@ -378,9 +377,11 @@ class Producer:
                 self._fail(exc)
                 return
 
-    async def _append(self, batch: Sequence[Entry]) -> None:
+    async def _append(self, batch: Sequence[LogItem]) -> None:
         first = self._next_seq
-        await self._store.append(self._session_id, self._claim, batch, first_seq=first)
+        await self._store.append_items(
+            self._session_id, self._claim, batch, event=self._settings.event, first_seq=first
+        )
         self._next_seq = first + len(batch)
         self._hooks.events_produced(len(batch))
         if first == 1:

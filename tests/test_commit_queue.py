@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from resumable_sse._commit_queue import CommitQueue
-from resumable_sse.stores import Entry
+from resumable_sse.stores import Entry, LogItem
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,7 @@ async def test_the_writer_takes_everything_queued_since_its_last_take_in_order()
 async def test_a_waiting_writer_wakes_on_the_first_push() -> None:
     """A lone entry is taken at once: the writer never waits to fill a batch."""
     queue = CommitQueue(limit=10)
-    taken: list[list[Entry]] = []
+    taken: list[list[LogItem]] = []
 
     async def writer() -> None:
         taken.append(await queue.take_all())
@@ -70,7 +70,7 @@ async def test_closing_lets_the_writer_drain_then_stop() -> None:
 
     idle = CommitQueue(limit=10)
     async with anyio.create_task_group() as tg:
-        result: list[list[Entry]] = []
+        result: list[list[LogItem]] = []
 
         async def writer() -> None:
             result.append(await idle.take_all())

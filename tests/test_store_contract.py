@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from resumable_sse import Claim, Entry, LeaseLostError, Page, StreamState, StreamStore
+from resumable_sse.stores import LogItem
 from resumable_sse._frames import encode_frames
 from tests.stores import StoreHarness
 
@@ -85,6 +86,41 @@ async def test_data_round_trips_exactly(store: StreamStore) -> None:
     assert page is not None
     assert [e.data for e in page.events] == odd
     assert {e.event for e in page.events} == {"tool_call"}
+
+
+async def test_append_items_stores_text_runs_and_entries_alike(store: StreamStore) -> None:
+    """A batch of log items (a str is a text event with the given name) reads back as
+    the events it stands for, in order, whatever mix of strs and entries it holds."""
+    claim = await claimed(store)
+    items: list[LogItem] = [
+        "a",
+        "b\nc",
+        Entry("tool", '{"x":1}'),
+        Entry("message", "d", True),
+        "é",
+        Entry("message", "json", False),
+        "",
+    ]
+    await store.append_items("s1", claim, items, event="message", first_seq=1)
+    await store.append_items("s1", claim, items, event="message", first_seq=1)  # a retry
+    await store.append_items("s1", claim, ["z"], event="token", first_seq=8)
+    page = await store.read("s1", 0, limit=100, wait=False)
+    assert page is not None
+    assert [tuple(e) for e in page.events] == [
+        (1, "message", "a", True),
+        (2, "message", "b\nc", True),
+        (3, "tool", '{"x":1}', False),
+        (4, "message", "d", True),
+        (5, "message", "é", True),
+        (6, "message", "json", False),
+        (7, "message", "", True),
+        (8, "token", "z", True),
+    ]
+    frames = await store.read_frames("s1", 2, limit=100, wait=False)
+    assert frames is not None
+    assert b"".join(frames.frames) == b"".join(
+        encode_frames(f"{claim.incarnation}-", list(page.events)[2:])
+    )
 
 
 async def test_retried_append_is_not_applied_twice(store: StreamStore) -> None:

@@ -116,23 +116,24 @@ def total(points: dict[Attrs, Any]) -> Any:
 
 
 def writes_through_append(store: StreamStore) -> None:
-    """Make producers write through ``append`` (where these tests inject faults), also on
+    """Make producers write through ``append_items`` (where these tests inject faults), also on
     the memory store, whose producers otherwise append to its log in place."""
     store.local_log = lambda *args, **kwargs: None  # type: ignore[method-assign]
 
 
 class CountingAppends:
-    """Counts the store's append calls (a spy; the store itself is real)."""
+    """Counts the store's append calls, as producers make them (``append_items``; a spy,
+    the store itself is real)."""
 
     def __init__(self, store: StreamStore) -> None:
         self.calls = 0
-        original = store.append
+        original = store.append_items
 
-        async def append(*args: Any, **kwargs: Any) -> None:
+        async def append_items(*args: Any, **kwargs: Any) -> None:
             self.calls += 1
             await original(*args, **kwargs)
 
-        store.append = append  # type: ignore[method-assign]
+        store.append_items = append_items  # type: ignore[method-assign]
 
 
 async def test_a_scripted_scenario_reads_exactly_what_happened(
@@ -306,7 +307,7 @@ class FlakyStore:
 
     def __init__(self, store: StreamStore, *, appends: int = 0, finishes: int = 0) -> None:
         self.appends, self.finishes = appends, finishes
-        append, finish = store.append, store.finish
+        append, finish = store.append_items, store.finish
 
         async def flaky_append(*args: Any, **kwargs: Any) -> None:
             if self.appends:
@@ -320,7 +321,7 @@ class FlakyStore:
                 raise StoreUnavailableError("store down (test)")
             await finish(*args, **kwargs)
 
-        store.append = flaky_append  # type: ignore[method-assign]
+        store.append_items = flaky_append  # type: ignore[method-assign]
         store.finish = flaky_finish  # type: ignore[method-assign]
         writes_through_append(store)
 
@@ -386,7 +387,7 @@ async def test_a_producer_whose_lease_is_lost_is_counted_once(
     store: StreamStore, otel: Otel, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The store refuses a write (lease lost: reaped or taken over): one loss, one record."""
-    append = store.append
+    append = store.append_items
     refuse, refused = anyio.Event(), anyio.Event()
 
     async def losing_append(*args: Any, **kwargs: Any) -> None:
@@ -395,7 +396,7 @@ async def test_a_producer_whose_lease_is_lost_is_counted_once(
             raise LeaseLostError("stream is no longer owned by this producer (test)")
         await append(*args, **kwargs)
 
-    store.append = losing_append  # type: ignore[method-assign]
+    store.append_items = losing_append  # type: ignore[method-assign]
     writes_through_append(store)
     script = Script(["x"], ["y"])
     caplog.set_level(logging.ERROR, logger="resumable_sse")

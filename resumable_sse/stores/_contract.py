@@ -304,6 +304,25 @@ class StreamStore(AsyncResource):
                 Nothing was written.
         """
 
+    async def append_items(
+        self,
+        session_id: str,
+        claim: Claim,
+        items: Sequence[LogItem],
+        *,
+        event: str,
+        first_seq: int,
+    ) -> None:
+        """:meth:`append`, the batch given as log items: a ``str`` is the data of a text
+        event named ``event`` (see :data:`LogItem`), anything else its :class:`Entry`.
+
+        The producer writes through this method. The default makes each ``str`` an
+        :class:`Entry` and calls :meth:`append`; a store that can encode the items as
+        they are overrides it, and saves an object per event.
+        """
+        entries = [Entry(event, item, True) if isinstance(item, str) else item for item in items]
+        await self.append(session_id, claim, entries, first_seq=first_seq)
+
     def local_log(self, session_id: str, claim: Claim, event: str) -> LocalLog | None:
         """The stream's log, if this store keeps it in this process, for its producer.
 

@@ -89,12 +89,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from itertools import count, groupby, repeat
 from operator import itemgetter
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Union, cast
 
 import anyio
 from redis.asyncio import Redis, RedisCluster
@@ -109,6 +109,7 @@ from ._contract import (
     Claim,
     Entry,
     FramePage,
+    LogItem,
     Page,
     StoredEvent,
     StreamInfo,
@@ -160,16 +161,36 @@ _data = itemgetter(1)
 _stored_event = partial(tuple.__new__, StoredEvent)  # from (seq, event, data, text)
 
 
+def _add_runs(runs: list[str | list[str]], entries: Iterable[Entry]) -> None:
+    for (event, text), run in groupby(entries, _kind):
+        runs.append(_TEXT + event if text else event)
+        runs.append(list(map(_data, run)))
+
+
+def _dumps(runs: list[str | list[str]]) -> str:
+    return json.dumps(runs, ensure_ascii=False, separators=(",", ":"))
+
+
 def _encode(entries: Sequence[Entry]) -> str:
     """A batch as the log stores it: one JSON array of runs ``[event, [data, ...], ...]``.
 
     A text event's name carries the ``~`` marker (one byte; names never contain it).
     """
     runs: list[str | list[str]] = []
-    for (event, text), run in groupby(entries, _kind):
-        runs.append(_TEXT + event if text else event)
-        runs.append(list(map(_data, run)))
-    return json.dumps(runs, ensure_ascii=False, separators=(",", ":"))
+    _add_runs(runs, entries)
+    return _dumps(runs)
+
+
+def _encode_items(items: Sequence[LogItem], event: str) -> str:
+    """Like :func:`_encode`, for log items (a ``str`` is a text event named ``event``):
+    a run of them is stored as the list of them, with no object made per event."""
+    runs: list[str | list[str]] = []
+    for kind, group in groupby(items, type):
+        if kind is str:
+            runs += (_TEXT + event, list(cast("Iterator[str]", group)))
+        else:
+            _add_runs(runs, cast("Iterator[Entry]", group))
+    return _dumps(runs)
 
 
 def _runs(reply: Sequence[Any], after: int, limit: int) -> Iterator[tuple[int, str, list[str]]]:
@@ -368,6 +389,20 @@ class RedisStore(StreamStore):
         batch = _encode(entries)
         await self._write(
             self._append, session_id, claim, first_seq, self._max_len, len(entries), batch
+        )
+
+    async def append_items(
+        self,
+        session_id: str,
+        claim: Claim,
+        items: Sequence[LogItem],
+        *,
+        event: str,
+        first_seq: int,
+    ) -> None:
+        batch = _encode_items(items, event)
+        await self._write(
+            self._append, session_id, claim, first_seq, self._max_len, len(items), batch
         )
 
     async def finish(
