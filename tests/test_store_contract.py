@@ -6,8 +6,8 @@ import anyio
 import pytest
 
 from resumable_sse import Claim, Entry, LeaseLostError, Page, StreamState, StreamStore
-from resumable_sse.stores import LogItem
 from resumable_sse._frames import encode_frames
+from resumable_sse.stores import LogItem
 from tests.stores import StoreHarness
 
 pytestmark = pytest.mark.anyio
