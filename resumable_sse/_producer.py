@@ -54,7 +54,7 @@ from .stores._contract import (
     as_log_item,
 )
 
-__all__ = ["Producer", "Settings"]
+__all__ = ["BATCH", "Producer", "Settings"]
 
 logger = logging.getLogger("resumable_sse")
 
@@ -63,6 +63,11 @@ _DEFAULT_ERROR_MESSAGE = "The stream failed before it was complete."
 #: A producer writing to a local store lets other tasks run after this many events in a
 #: row from a generator that never waits (a writer task's backpressure does it otherwise).
 _LOCAL_BURST = 1024
+
+#: The most events a producer queues for one write to a store with I/O (a burst's batch
+#: size): one round trip per this many events. A consumer reads as many at a time by
+#: default, so that one read takes a whole batch.
+BATCH = 4096
 
 # Store retries back off from 50 ms to 2 s (with jitter, so producers cut off by one
 # outage do not all retry at the same instant).
@@ -88,7 +93,7 @@ class Settings:
     max_events: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
     max_event_bytes: int = 1024 * 1024
-    max_pending: int = 1024
+    max_pending: int = BATCH
     store_retry_deadline: float = 30.0
     close_timeout: float = 5.0
     error_message: Callable[[BaseException], str] = _default_error_message

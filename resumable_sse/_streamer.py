@@ -35,7 +35,7 @@ from ._exceptions import (
 from ._host import ProducerHost
 from ._ids import EventId, new_session_id, parse_last_event_id, validate_session_id
 from ._live import LiveStream, list_streams
-from ._producer import Producer, Settings
+from ._producer import BATCH, Producer, Settings
 from ._sources import Source, close_unused
 from ._telemetry import make_telemetry
 from .stores._contract import Claim, StreamInfo, StreamState, StreamStore
@@ -84,8 +84,8 @@ class Streamer:
         max_event_bytes: UTF-8 bytes of data one event may hold (default 1 MiB).
         error_message: Turns a generator's exception into the message sent to clients;
             by default a fixed, safe sentence (the traceback goes to the log).
-        page_size: Events a consumer reads from the store at a time (default 1024, as
-            many as a producer queues for one write, so a write is read back in one call).
+        page_size: Events a consumer reads from the store at a time (default 4096, as
+            many as a producer writes at most in one batch: a batch is read in one call).
         shutdown_timeout: Seconds :meth:`aclose` waits for streams to store their
             terminal event before cancelling them outright (default 5).
         store_retry_deadline: Seconds a producer keeps retrying a write while the store
@@ -127,7 +127,7 @@ class Streamer:
         max_bytes: int = 64 * 1024 * 1024,
         max_event_bytes: int = 1024 * 1024,
         error_message: Callable[[BaseException], str] | None = None,
-        page_size: int = 1024,
+        page_size: int = BATCH,
         shutdown_timeout: float = 5.0,
         store_retry_deadline: float = 30.0,
         authorize: Authorize = owner_only,

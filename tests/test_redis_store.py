@@ -323,6 +323,41 @@ async def test_a_stream_survives_a_redis_crash_with_appendonly(own_server: Redis
     assert rest[-1]["event"] == "end"
 
 
+async def test_scripts_flushed_mid_stream_are_loaded_again(own_server: RedisServer) -> None:
+    """SCRIPT FLUSH (what a restart without persistence does to scripts) between a
+    stream's events: the next calls, alone and many in one pipeline, get NOSCRIPT, load
+    the scripts again and are sent again; every reader gets every event once."""
+    gate = anyio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "before"
+        await gate.wait()
+        for i in range(20):
+            yield str(i)
+
+    admin = fast_client(own_server.url)
+    async with redis_store(own_server.url) as store, Streamer(store) as streamer:
+        subscription = streamer.stream("s1", source())
+        assert (await subscription.__anext__())["data"] == "before"
+        await admin.script_flush()
+        assert (await store.info("s1")) is not None  # a lone call
+        await admin.script_flush()
+        found: list[bool] = []
+
+        async def info() -> None:
+            found.append(await store.info("s1") is not None)
+
+        async with anyio.create_task_group() as tg:  # calls that queue up together
+            for _ in range(20):
+                tg.start_soon(info)
+        assert found == [True] * 20
+        await admin.script_flush()
+        gate.set()
+        rest = [event["data"] async for event in subscription]
+    await admin.aclose()
+    assert rest == [str(i) for i in range(20)] + [""]
+
+
 async def test_nested_prefixes_never_share_keys(url: str) -> None:
     """prefix "app" with session "staging:x" and prefix "app:staging" with session "x" are
     two streams: neither reads, nor deletes, the other's events."""

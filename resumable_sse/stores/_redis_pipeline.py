@@ -5,7 +5,8 @@ for its own round trip, calls join a queue; ``connections`` long-lived sender ta
 each send whatever has queued up as one pipeline (``transaction=False``: each script is
 atomic by itself), so at most ``connections`` connections are in use at once. Under
 load, a round trip thus carries the calls of many sessions (group commit); alone, a call
-goes out at once. The number of pooled connections is bounded by ``connections``
+goes out at once, as a plain command (building a pipeline for one call costs a fifth of
+its round trip's CPU). The number of pooled connections is bounded by ``connections``
 whatever the number of sessions, which matters because redis-py's asyncio pool raises
 ``MaxConnectionsError`` at its limit instead of waiting.
 
@@ -27,7 +28,13 @@ from typing import Any
 
 import anyio
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import ClusterDownError, NoScriptError, RedisError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from typing_extensions import final
 
 from ._redis_host import TaskHost
@@ -152,10 +159,17 @@ class Pipelines:
         Calls are sent again (unless ``last``) when their script was not run at all:
         ``NOSCRIPT`` (the second value is then true), ``CLUSTERDOWN`` or ``TRYAGAIN``.
         """
-        pipe = self._client.pipeline(transaction=False)
-        for call in batch:
-            pipe.execute_command(*call.args)
-        replies = await pipe.execute(raise_on_error=False)
+        replies: list[Any]
+        if len(batch) == 1:  # the usual case unless under load: no pipeline to build
+            try:
+                replies = [await self._client.execute_command(*batch[0].args)]
+            except ResponseError as exc:  # the command's own error, as a pipeline returns it
+                replies = [exc]
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for call in batch:
+                pipe.execute_command(*call.args)
+            replies = await pipe.execute(raise_on_error=False)
         again: list[_Call] = []
         noscript = False
         for call, reply in zip(batch, replies, strict=True):
