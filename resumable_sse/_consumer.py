@@ -414,31 +414,39 @@ class Subscription(AsyncResource):
                 ):
                     page = self._checked(page, incarnation)  # raises
                 frames = page.frames
-                self._after = after = after + len(frames)
-                if len(frames) == page_size:  # more may be there: up to a chunk's worth
-                    page = await self._more(page, incarnation)
-                    frames, after = page.frames, self._after
-                state, last_seq = page.state, page.last_seq
-                if len(frames) == 1:  # a lone token, as at an LLM's pace
+                count = len(frames)
+                self._after = after = after + count
+                if count == 1:  # a lone token, as at an LLM's pace
+                    state, last_seq = page.state, page.last_seq
                     yield frames[0]
                     delivered(1)
-                elif frames:
-                    for chunk in join_frames(frames, _CHUNK_BYTES):
+                elif count:
+                    chunks = join_frames(frames, _CHUNK_BYTES)
+                    if count == page_size:  # more may be there: up to a chunk's worth
+                        page = await self._more(page, chunks, incarnation)
+                        count += self._after - after
+                        after = self._after
+                    state, last_seq = page.state, page.last_seq
+                    for chunk in chunks:
                         yield chunk
-                    delivered(len(frames))
+                    delivered(count)
+                else:
+                    state, last_seq = page.state, page.last_seq
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()
 
-    async def _more(self, page: FramePage, incarnation: str) -> FramePage:
-        """``page`` (a full one) with the frames that follow it, up to _CHUNK_BYTES."""
-        frames, size = list(page.frames), sum(map(len, page.frames))
+    async def _more(self, page: FramePage, chunks: list[bytes], incarnation: str) -> FramePage:
+        """After ``page`` (a full one, whose ``chunks`` are given), read on while pages are
+        full, up to _CHUNK_BYTES in all: add their chunks; return the last page read."""
+        size = sum(map(len, chunks))
         while len(page.frames) == self._page_size and size < _CHUNK_BYTES:
             page = await self._frames_after(incarnation, wait=False)
             self._after += len(page.frames)
-            frames += page.frames
-            size += sum(map(len, page.frames))
-        return page._replace(frames=frames)
+            more = join_frames(page.frames, _CHUNK_BYTES)
+            chunks += more
+            size += sum(map(len, more))
+        return page
 
     async def _frames_after(self, incarnation: str, *, wait: bool) -> FramePage:
         """The frames after the last one sent (waiting for them if ``wait``), checked."""

@@ -6,6 +6,8 @@ import pytest
 from sse_starlette.event import ensure_bytes
 
 from resumable_sse._frames import (
+    FrameBlock,
+    concat_frames,
     encode_frame,
     encode_frames,
     encode_run,
@@ -63,4 +65,31 @@ def test_chunks_stay_under_the_limit_and_keep_every_byte_in_order() -> None:
 def test_a_run_is_framed_as_its_events_are(datas: list[str], event: str) -> None:
     """encode_run gives the bytes encode_frames gives the same events, numbered on."""
     events = [StoredEvent(41 + i, event, data) for i, data in enumerate(datas)]
-    assert encode_run("abc-", 41, event, datas) == encode_frames("abc-", events)
+    frames = encode_frames("abc-", events)
+    run = encode_run("abc-", 41, event, datas)
+    assert len(run) == len(frames)
+    assert list(run) == frames
+    assert join_frames(run, 1 << 20) == join_frames(frames, 1 << 20)
+
+
+def test_a_block_of_frames_is_cut_between_frames_when_too_large() -> None:
+    """A run of tokens encoded as one block: sent whole when it fits a chunk, else cut
+    exactly where separate frames would be; blocks read one after another stay one."""
+    datas = [f"token {i}" for i in range(100)]
+    events = [StoredEvent(1 + i, "message", data) for i, data in enumerate(datas)]
+    frames = encode_frames("x-", events)
+    block = encode_run("x-", 1, "message", datas)
+    assert isinstance(block, FrameBlock)
+    assert join_frames(block, 1 << 20) == [b"".join(frames)]
+    assert join_frames(block, 300) == join_frames(frames, 300)
+    assert block[5] == frames[5]
+    assert list(block[-2:]) == frames[-2:]
+    halves = [
+        encode_run("x-", 1, "message", datas[:40]),
+        encode_run("x-", 41, "message", datas[40:]),
+    ]
+    joined = concat_frames(halves)
+    assert isinstance(joined, FrameBlock)
+    assert list(joined) == frames
+    mixed = concat_frames([halves[0], frames[40:]])
+    assert list(mixed) == frames

@@ -102,7 +102,7 @@ from redis.exceptions import RedisError
 from typing_extensions import final
 
 from .._exceptions import LeaseLostError, StoreUnavailableError
-from .._frames import encode_run
+from .._frames import concat_frames, encode_run
 from .._ids import new_incarnation
 from . import _redis_scripts as scripts
 from ._contract import (
@@ -450,12 +450,13 @@ class RedisStore(StreamStore):
         inc = _text(reply[0])
         prefix = inc + "-"
         first = after + 1
-        frames: list[bytes] = []
+        parts: list[Sequence[bytes]] = []
         for seq, name, datas in _runs(reply, after, limit):
-            if not frames:
+            if not parts:
                 first = seq
-            frames += encode_run(prefix, seq, name[1:] if name[:1] == _TEXT else name, datas)
+            parts.append(encode_run(prefix, seq, name[1:] if name[:1] == _TEXT else name, datas))
         state, first_seq, last_seq = _text(reply[1]), int(reply[2]), int(reply[3])
+        frames = concat_frames(parts) if parts else []
         return FramePage(inc, StreamState(state), first_seq, last_seq, first, frames)
 
     async def _read_reply(
