@@ -417,7 +417,6 @@ class Subscription(AsyncResource):
                 count = len(frames)
                 self._after = after = after + count
                 if count == 1:  # a lone token, as at an LLM's pace
-                    state, last_seq = page.state, page.last_seq
                     yield frames[0]
                     delivered(1)
                 elif count:
@@ -426,12 +425,10 @@ class Subscription(AsyncResource):
                         page = await self._more(page, chunks, incarnation)
                         count += self._after - after
                         after = self._after
-                    state, last_seq = page.state, page.last_seq
                     for chunk in chunks:
                         yield chunk
                     delivered(count)
-                else:
-                    state, last_seq = page.state, page.last_seq
+                state, last_seq = page.state, page.last_seq
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()

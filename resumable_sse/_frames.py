@@ -112,25 +112,23 @@ class FrameBlock(Sequence[bytes]):
 def encode_run(prefix: str, seq: int, event: str, datas: Sequence[str]) -> Sequence[bytes]:
     """Frames of a run of events named ``event`` with ``datas``, numbered from ``seq``:
     several one-line tokens as a :class:`FrameBlock`."""
-    if len(datas) > 1:
-        joined = "".join(datas)
-        if "\n" not in joined and "\r" not in joined:
-            head, fields = "id: " + prefix, f"\r\nevent: {event}\r\ndata: "
-            text = "".join(
-                [f"{head}{n}{fields}{data}\r\n\r\n" for n, data in zip(count(seq), datas)]
-            )
-            return FrameBlock(text.encode(), len(datas))
-    return encode_items(prefix, count(seq), event, datas)
+    return encode_items(prefix, count(seq), event, datas, block=True)
 
 
 def encode_items(
-    prefix: str, seqs: Iterable[int], event: str, items: Sequence[LogItem]
-) -> list[bytes]:
+    prefix: str,
+    seqs: Iterable[int],
+    event: str,
+    items: Sequence[LogItem],
+    *,
+    block: bool = False,
+) -> list[bytes] | FrameBlock:
     """Frames of the events numbered ``seqs``, given as log items (see ``LogItem``: a
     ``str`` is the data of a text event named ``event``), like :func:`encode_frames`.
 
     A run of one-line tokens, the usual case, is told by one join of all the items (it
-    fails unless every one is a ``str``) and costs one f-string and one encode each.
+    fails unless every one is a ``str``) and costs one f-string and one encode each; with
+    ``block``, several of them are one :class:`FrameBlock`, encoded at once.
     """
     try:
         joined = "".join(items)  # type: ignore[arg-type]  # a TypeError says: not all str
@@ -140,6 +138,12 @@ def encode_items(
         if len(items) == 1:  # a lone token, as at an LLM's pace
             return [encode_frame(f"{prefix}{next(iter(seqs))}", event, joined)]
         head, fields = "id: " + prefix, f"\r\nevent: {event}\r\ndata: "
+        if block and items:
+            texts = [
+                f"{head}{seq}{fields}{data}\r\n\r\n"
+                for seq, data in zip(seqs, items, strict=False)  # seqs may be endless
+            ]
+            return FrameBlock("".join(texts).encode(), len(texts))
         return [
             f"{head}{seq}{fields}{data}\r\n\r\n".encode()
             for seq, data in zip(seqs, items, strict=False)  # seqs may be endless
@@ -154,6 +158,8 @@ def encode_items(
 
 def concat_frames(parts: Sequence[Sequence[bytes]]) -> Sequence[bytes]:
     """The frames of ``parts`` one after the other (blocks stay one block)."""
+    if not parts:
+        return []
     if len(parts) == 1:
         return parts[0]
     blocks = [part for part in parts if isinstance(part, FrameBlock)]

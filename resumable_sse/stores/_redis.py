@@ -456,8 +456,7 @@ class RedisStore(StreamStore):
                 first = seq
             parts.append(encode_run(prefix, seq, name[1:] if name[:1] == _TEXT else name, datas))
         state, first_seq, last_seq = _text(reply[1]), int(reply[2]), int(reply[3])
-        frames = concat_frames(parts) if parts else []
-        return FramePage(inc, StreamState(state), first_seq, last_seq, first, frames)
+        return FramePage(inc, StreamState(state), first_seq, last_seq, first, concat_frames(parts))
 
     async def _read_reply(
         self, session_id: str, after: int, limit: int, wait: bool, incarnation: str
