@@ -26,15 +26,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 import anyio
-import anyio.lowlevel
 from typing_extensions import final
 
 from ._backoff import backoff_delay
 from ._commit_queue import CommitQueue
-from ._events import TerminalEvents, encode_item
+from ._events import encode_item
 from ._exceptions import (
     InvalidItemError,
     LeaseLostError,
@@ -42,8 +40,9 @@ from ._exceptions import (
     ResumableSSEError,
     StoreUnavailableError,
 )
+from ._in_place import InPlaceWriter
+from ._settings import DEFAULT_ERROR_MESSAGE, Settings, limit_error
 from ._sources import Source, close_iterator, close_unused, open_source
-from ._telemetry import NO_HOOKS, Hooks
 from .stores._contract import (
     Claim,
     Entry,
@@ -54,20 +53,9 @@ from .stores._contract import (
     as_log_item,
 )
 
-__all__ = ["BATCH", "Producer", "Settings"]
+__all__ = ["Producer"]
 
 logger = logging.getLogger("resumable_sse")
-
-_DEFAULT_ERROR_MESSAGE = "The stream failed before it was complete."
-
-#: A producer writing to a local store lets other tasks run after this many events in a
-#: row from a generator that never waits (a writer task's backpressure does it otherwise).
-_LOCAL_BURST = 1024
-
-#: The most events a producer queues for one write to a store with I/O (a burst's batch
-#: size): one round trip per this many events. A consumer reads as many at a time by
-#: default, so that one read takes a whole batch.
-BATCH = 4096
 
 # Store retries back off from 50 ms to 2 s (with jitter, so producers cut off by one
 # outage do not all retry at the same instant).
@@ -79,29 +67,6 @@ def _store_retry_delay(failures: int) -> float:
     return backoff_delay(failures, base=_STORE_RETRY_BASE, cap=_STORE_RETRY_CAP)
 
 
-def _default_error_message(exc: BaseException) -> str:
-    return _DEFAULT_ERROR_MESSAGE
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """How producers behave; built by :class:`~resumable_sse.Streamer` from its arguments."""
-
-    terminal: TerminalEvents = field(default_factory=TerminalEvents)
-    event: str = "message"
-    max_events: int = 100_000
-    max_bytes: int = 64 * 1024 * 1024
-    max_event_bytes: int = 1024 * 1024
-    max_pending: int = BATCH
-    store_retry_deadline: float = 30.0
-    close_timeout: float = 5.0
-    error_message: Callable[[BaseException], str] = _default_error_message
-    #: The worker threads sync generators step in (``None``: anyio's default limiter).
-    sync_threads: anyio.CapacityLimiter | None = None
-    telemetry: Hooks = NO_HOOKS
-
-
 def _cancelled_from_outside() -> bool:
     """Whether the current task is really being cancelled (versus a stray CancelledError)."""
     try:
@@ -110,16 +75,6 @@ def _cancelled_from_outside() -> bool:
         return True
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
     return cancelling is None or cancelling() > 0
-
-
-def _limit_error(settings: Settings, size: int, count: int, total: int) -> LimitExceededError:
-    if size > settings.max_event_bytes:
-        return LimitExceededError(
-            f"an event of {size} bytes exceeds max_event_bytes ({settings.max_event_bytes})"
-        )
-    if count > settings.max_events:
-        return LimitExceededError(f"the stream exceeds max_events ({settings.max_events})")
-    return LimitExceededError(f"the stream exceeds max_bytes ({settings.max_bytes})")
 
 
 def _error_data(code: str, message: str) -> str:
@@ -148,7 +103,6 @@ class Producer:
         self._failure: ResumableSSEError | None = None
         self._queue = CommitQueue(settings.max_pending)
         self._next_seq = 1
-        self._reported = 0  # events counted by the telemetry hooks, when written locally
         self._hooks = settings.telemetry
         self._exc: BaseException | None = None  # what made the stream fail, for the log
         self._started = time.perf_counter()
@@ -206,7 +160,7 @@ class Producer:
             # Best effort, so that consumers are told instead of waiting forever.
             entry = Entry(
                 self._settings.terminal.error,
-                _error_data("producer_failed", _DEFAULT_ERROR_MESSAGE),
+                _error_data("producer_failed", DEFAULT_ERROR_MESSAGE),
             )
             with contextlib.suppress(Exception):
                 await self._finish(StreamState.ERROR, entry)
@@ -294,53 +248,30 @@ class Producer:
             count += 1
             total += size
             if size > max_event_bytes or count > max_events or total > max_bytes:
-                raise _limit_error(settings, size, count, total)
+                raise limit_error(settings, size, count, total)
             if push(logged):
                 await self._queue.wait_space()
 
     async def _pump_local(self, iterator: AsyncIterator[object], log: LocalLog) -> None:
-        """Like :meth:`_pump`, appending each event to the store's log at once."""
-        settings = self._settings
-        terminal, event = settings.terminal, settings.event
-        max_event_bytes, max_bytes = settings.max_event_bytes, settings.max_bytes
+        """Like :meth:`_pump`, appending each event to the store's log at once.
+
+        The hot path, once per token: an ASCII ``str`` within the budget is appended as
+        it is (see ``_in_place``); anything else goes to the writer's exact check.
+        """
+        writer = InPlaceWriter(log, self._settings, self._started)
         append = log.items.append
-        count = total = 0  # events written, and their bytes (with the next one's)
-        mark = 0  # the count at which _mark runs next, before the next event is written
+        budget = 0  # the first event takes admit(), for its first_event hook
         try:
             async for item in iterator:
-                if count >= mark:
-                    mark = await self._mark(log, count)
-                logged: LogItem
-                if type(item) is str and item.isascii():  # the common case, inlined
-                    logged, size = item, len(item)
+                if type(item) is str and item.isascii() and (cost := len(item) + 1) <= budget:
+                    budget -= cost
+                    append(item)
+                    if log.waiting:  # a reader waits for this event
+                        log.wake()
                 else:
-                    entry, size = encode_item(item, event, terminal)
-                    logged = as_log_item(entry, event)
-                total += size
-                if size > max_event_bytes or total > max_bytes:
-                    raise _limit_error(settings, size, count + 1, total)
-                append(logged)
-                count += 1
-                if log.waiting:  # a reader waits for this event
-                    log.wake()
+                    budget = await writer.admit(item, budget)
         finally:
-            self._next_seq = count + 1
-            self._hooks.events_produced(count - self._reported)
-
-    async def _mark(self, log: LocalLog, count: int) -> int:
-        """Before event ``count + 1``: check ``max_events``, count the events written so
-        far, let other tasks run; return the count at which to come back."""
-        settings = self._settings
-        if count >= settings.max_events:
-            raise _limit_error(settings, 0, count + 1, 0)
-        if count:
-            self._hooks.events_produced(count - self._reported)
-            self._reported = count
-            log.wake()
-            await anyio.lowlevel.checkpoint()
-        else:
-            self._hooks.first_event(time.perf_counter() - self._started)
-        return min(count + _LOCAL_BURST, settings.max_events)
+            self._next_seq = writer.close(budget) + 1
 
     def _generator_failed(self, exc: BaseException) -> tuple[StreamState, Entry]:
         message = self._settings.error_message(exc)

@@ -35,7 +35,8 @@ from ._exceptions import (
 from ._host import ProducerHost
 from ._ids import EventId, new_session_id, parse_last_event_id, validate_session_id
 from ._live import LiveStream, list_streams
-from ._producer import BATCH, Producer, Settings
+from ._producer import Producer
+from ._settings import BATCH, Settings
 from ._sources import Source, close_unused
 from ._telemetry import make_telemetry
 from .stores._contract import Claim, StreamInfo, StreamState, StreamStore

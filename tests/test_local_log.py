@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resumable_sse import Entry, MemoryStore, Streamer
 from resumable_sse.stores import EventRun, StoredEvent
@@ -151,3 +153,55 @@ async def test_a_finished_stream_keeps_nothing_of_its_producer() -> None:
         gc.collect()
         assert alive() is None
         assert await streamer.store.info("s") is not None  # still retained
+
+
+# Items whose sizes straddle the limits: ASCII tokens of every length from empty to past
+# a small max_event_bytes, text of 2- and 4-byte characters, and custom events.
+_LIMIT_ITEMS = st.one_of(
+    st.text(alphabet="ab\n", max_size=10),
+    st.text(alphabet="aü🦜", max_size=4),
+    st.builds(lambda data: {"event": "tool", "data": data}, st.text(alphabet="xé", max_size=8)),
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(
+    items=st.lists(_LIMIT_ITEMS, max_size=40),
+    max_events=st.integers(1, 45),
+    max_bytes=st.integers(1, 120),
+    max_event_bytes=st.integers(1, 10),
+)
+def test_limits_hold_to_the_byte_and_the_event_on_the_in_place_log(
+    items: list[str | dict[str, str]], max_events: int, max_bytes: int, max_event_bytes: int
+) -> None:
+    """The in-place log keeps exactly the events an exact count of each event's UTF-8
+    bytes allows, however the items' sizes fall against the limits."""
+    kept, total = [], 0
+    for item in items:
+        data = item if isinstance(item, str) else item["data"]
+        size = len(data.encode())
+        total += size
+        if size > max_event_bytes or total > max_bytes or len(kept) == max_events:
+            break
+        kept.append(data)
+    limits = {"max_events": max_events, "max_bytes": max_bytes, "max_event_bytes": max_event_bytes}
+
+    async def run() -> list[dict[str, str]]:
+        async with Streamer(MemoryStore(), **limits) as streamer:
+            return await collect(streamer.stream("s", iter(items)))
+
+    events = anyio.run(run)
+    assert [event["data"] for event in events[:-1]] == kept
+    if len(kept) < len(items):
+        assert json.loads(events[-1]["data"])["code"] == "limit_exceeded"
+    else:
+        assert events[-1]["event"] == "end"
+
+
+async def test_bytes_are_counted_across_tokens_and_checked_events() -> None:
+    """ASCII tokens and events checked one by one (not ASCII) share one byte count:
+    2 + 2 + 2 + 2 + 2 bytes fill max_bytes=10, and the next byte is one too many."""
+    async with Streamer(MemoryStore(), max_bytes=10) as streamer:
+        events = await collect(streamer.stream("s", iter(["aa", "aa", "ü", "aa", "aa", "a"])))
+    assert [event["data"] for event in events[:-1]] == ["aa", "aa", "ü", "aa", "aa"]
+    assert json.loads(events[-1]["data"])["code"] == "limit_exceeded"
