@@ -176,7 +176,8 @@ def test_limits_hold_to_the_byte_and_the_event_on_the_in_place_log(
 ) -> None:
     """The in-place log keeps exactly the events an exact count of each event's UTF-8
     bytes allows, however the items' sizes fall against the limits."""
-    kept, total = [], 0
+    kept: list[str] = []
+    total = 0
     for item in items:
         data = item if isinstance(item, str) else item["data"]
         size = len(data.encode())
@@ -184,10 +185,14 @@ def test_limits_hold_to_the_byte_and_the_event_on_the_in_place_log(
         if size > max_event_bytes or total > max_bytes or len(kept) == max_events:
             break
         kept.append(data)
-    limits = {"max_events": max_events, "max_bytes": max_bytes, "max_event_bytes": max_event_bytes}
 
     async def run() -> list[dict[str, str]]:
-        async with Streamer(MemoryStore(), **limits) as streamer:
+        async with Streamer(
+            MemoryStore(),
+            max_events=max_events,
+            max_bytes=max_bytes,
+            max_event_bytes=max_event_bytes,
+        ) as streamer:
             return await collect(streamer.stream("s", iter(items)))
 
     events = anyio.run(run)

@@ -24,12 +24,14 @@ from httpx_sse import aconnect_sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from resumable_sse import Streamer, last_event_id, sse_response
+from resumable_sse._http import EventStreamResponse
 from tests.servers import serve_in_task
 from tests.stores import HARNESSES
 from tests.test_properties import (  # noqa: F401 - fixtures
@@ -183,3 +185,22 @@ async def test_live_replay_and_resume_send_the_dicts_bytes_exactly(
             await parse_both(wire, node_parser, chunks, f"/ours/{key}", position)
             == (received[start:])
         )
+
+
+async def test_a_send_is_awaited_as_it_is_unless_a_send_timeout_is_set() -> None:
+    """The stream response skips sse-starlette's per-send cancel scope only when there
+    is no send timeout: with one, a send that never completes still times out."""
+    message = {"type": "http.response.body", "body": b"data: x\r\n\r\n", "more_body": True}
+    sent: list[object] = []
+
+    async def record(sent_message: object) -> None:
+        sent.append(sent_message)
+
+    await EventStreamResponse(iter(()))._send_with_timeout(record, message)
+    assert sent == [message]
+
+    async def stuck(sent_message: object) -> None:
+        await anyio.Event().wait()
+
+    with pytest.raises(SendTimeoutError):
+        await EventStreamResponse(iter(()), send_timeout=0.01)._send_with_timeout(stuck, message)

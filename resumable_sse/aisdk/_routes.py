@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -37,7 +36,7 @@ from .._access import Principal
 from .._consumer import Subscription
 from .._events import TerminalEvents
 from .._exceptions import ResumableSSEError, StoreUnavailableError
-from .._http import error_response, last_event_id
+from .._http import EventStreamResponse, error_response, last_event_id
 from .._ids import new_session_id
 from .._sources import Items
 from .._streamer import Streamer
@@ -258,7 +257,7 @@ class ChatStreams:
         return JSONResponse({"stopped": stopped})
 
     def _response(self, subscription: Subscription, *, compact: bool = False) -> Response:
-        return EventSourceResponse(
+        return EventStreamResponse(
             _closing(subscription, self.streamer.terminal_events, compact=compact),
             ping=self._ping,
             headers=HEADERS,
