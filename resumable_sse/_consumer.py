@@ -42,15 +42,18 @@ _FIRST_PAGE = 32
 _CHUNK_BYTES = 256 * 1024
 
 
-def _as_items(events: Sequence[StoredEvent]) -> tuple[Sequence[int], str, Sequence[LogItem]]:
-    """The numbers of ``events``, and the events as log items (see ``LogItem``): as the
-    store keeps them, if it keeps them so."""
+def _as_items(
+    events: Sequence[StoredEvent],
+) -> tuple[Sequence[int], str, Sequence[LogItem], bool]:
+    """The numbers of ``events``, the events as log items (see ``LogItem``: as the store
+    keeps them, if it keeps them so), and whether every item is a ``str``."""
     if type(events) is EventRun:
-        return range(events.seq, events.seq + len(events)), events.event, events.items
+        run = range(events.seq, events.seq + len(events))
+        return run, events.event, events.items, events.texts
     if not events:
-        return (), "", ()
+        return (), "", (), True
     seqs, names, datas, texts = zip(*events, strict=True)
-    return seqs, "", list(map(Entry, names, datas, texts))
+    return seqs, "", list(map(Entry, names, datas, texts)), False
 
 
 _seq = attrgetter("seq")
@@ -159,6 +162,7 @@ class Subscription(AsyncResource):
         "_session_id",
         "_slots",
         "_store",
+        "_texts",
     )
 
     def __init__(
@@ -187,6 +191,7 @@ class Subscription(AsyncResource):
         self._events: Sequence[StoredEvent] = ()
         self._seqs: Sequence[int] = ()
         self._event = ""
+        self._texts = True  # every item in _pending is a str
         self._pending: Iterator[tuple[int, LogItem]] = iter(())
         self._reported = 0  # events of the current page already counted as delivered
         self._hooks = hooks
@@ -292,7 +297,7 @@ class Subscription(AsyncResource):
     def _take(self, events: Sequence[StoredEvent]) -> None:
         """Make ``events`` the ones to yield next."""
         self._events = events
-        self._seqs, self._event, items = _as_items(events)
+        self._seqs, self._event, items, self._texts = _as_items(events)
         self._pending = zip(self._seqs, items, strict=True)
 
     def _count_delivered(self) -> None:
@@ -357,7 +362,12 @@ class Subscription(AsyncResource):
         """The events from the cursor on, as :meth:`__anext__` returns them."""
         while True:
             prefix, event = self._prefix, self._event
-            for seq, item in self._pending:  # the hot path: an event already read
+            if self._texts:  # the hot path: text events, already read
+                for seq, data in self._pending:
+                    self._after = seq
+                    # data is a str, as _texts says
+                    yield {"id": f"{prefix}{seq}", "event": event, "data": data}  # type: ignore[dict-item]
+            for seq, item in self._pending:  # events already read
                 self._after = seq
                 if type(item) is str:
                     yield {"id": f"{prefix}{seq}", "event": event, "data": item}

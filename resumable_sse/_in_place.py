@@ -92,6 +92,8 @@ class InPlaceWriter:
         if size > settings.max_event_bytes or total > settings.max_bytes:
             raise limit_error(settings, size, count + 1, total)
         log.items.append(logged)
+        if type(logged) is not str:
+            log.last_entry = len(log.items)
         self.count, self.total = count + 1, total
         self._burst += size + 1
         if log.waiting:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resumable_sse import Entry, MemoryStore, Streamer
-from resumable_sse.stores import EventRun, StoredEvent
+from resumable_sse.stores import EventRun, StoredEvent, StreamState
 from tests.helpers import collect
 
 pytestmark = pytest.mark.anyio
@@ -210,3 +210,56 @@ async def test_bytes_are_counted_across_tokens_and_checked_events() -> None:
         events = await collect(streamer.stream("s", iter(["aa", "aa", "ü", "aa", "aa", "a"])))
     assert [event["data"] for event in events[:-1]] == ["aa", "aa", "ü", "aa", "aa"]
     assert json.loads(events[-1]["data"])["code"] == "limit_exceeded"
+
+
+@pytest.mark.parametrize("late", [{"event": "tool", "data": "x"}, "ünï", b"\xc3\xa9"])
+async def test_an_event_kept_whole_after_text_is_read_as_itself(late: object) -> None:
+    """A reader that has read a run of text and then reads an event the log keeps whole
+    (a custom event) gets that event's name and data, not the text shortcut's."""
+    read = {"a": anyio.Event(), "b": anyio.Event()}
+
+    async def items() -> AsyncIterator[object]:
+        yield "a"
+        await read["a"].wait()
+        yield late  # read with "b", before the stream's end is stored
+        yield "b"
+        await read["b"].wait()
+        yield "c"
+
+    async with Streamer(MemoryStore()) as streamer:
+        got = []
+        async for event in streamer.stream("s", items()):
+            got.append((event["event"], event["data"]))
+            if event["data"] in read:
+                read[event["data"]].set()
+    data = late["data"] if isinstance(late, dict) else late
+    name = late["event"] if isinstance(late, dict) else "message"
+    expected = (name, data.decode() if isinstance(data, bytes) else data)
+    assert got == [("message", "a"), expected, ("message", "b"), ("message", "c"), ("end", "")]
+
+
+async def test_a_run_says_it_holds_text_only_exactly_when_it_does() -> None:
+    """A page promises text only (``EventRun.texts``) only if every event in it is a
+    text event: it does for every page after the last custom event, but for the end."""
+    store = MemoryStore()
+    claim = await store.claim("s")
+    assert claim is not None
+    await store.append("s", claim, [Entry("message", "a", True)], first_seq=1)
+    await store.append("s", claim, [Entry("tool", "{}"), Entry("message", "b", True)], first_seq=2)
+    log = store.local_log("s", claim, "message")
+    assert log is not None
+    log.items.append("c")
+    for finished in (False, True):
+        if finished:
+            await store.finish("s", claim, StreamState.DONE, Entry("end", ""), seq=5)
+        for after in range(5):
+            for limit in range(1, 6 - after):
+                page = await store.read("s", after, limit=limit, wait=False)
+                assert page is not None
+                run = page.events
+                assert isinstance(run, EventRun)
+                if run.texts:  # the promise
+                    assert all(event.text and event.event == "message" for event in run)
+                # Kept after the last custom event, in every page without the end.
+                expected = after >= 2 and (not finished or after + limit <= 4)
+                assert run.texts == expected, (finished, after, limit)

@@ -128,15 +128,17 @@ class EventRun(Sequence[StoredEvent]):
 
     The memory store returns one as :attr:`Page.events`. To everyone it is a sequence
     of :class:`StoredEvent` (each made when it is accessed); readers that know it take
-    the items as they are and make no object per event.
+    the items as they are and make no object per event. ``texts`` promises that every
+    item is a ``str``, so such a reader need not check each one.
     """
 
-    __slots__ = ("event", "items", "seq")
+    __slots__ = ("event", "items", "seq", "texts")
 
-    def __init__(self, seq: int, event: str, items: Sequence[LogItem]) -> None:
+    def __init__(self, seq: int, event: str, items: Sequence[LogItem], texts: bool = False) -> None:
         self.seq = seq
         self.event = event
         self.items = items
+        self.texts = texts
 
     def __len__(self) -> int:
         return len(self.items)
@@ -157,7 +159,7 @@ class EventRun(Sequence[StoredEvent]):
             start, stop, step = index.indices(len(self.items))
             if step != 1:
                 return list(self)[index]
-            return EventRun(self.seq + start, self.event, self.items[start:stop])
+            return EventRun(self.seq + start, self.event, self.items[start:stop], self.texts)
         i = range(len(self.items))[index]  # negative indexes, and IndexError
         return self._stored(self.seq + i, self.items[i])
 
@@ -186,6 +188,10 @@ class LocalLog(Protocol):
     """
 
     items: list[LogItem]
+    #: The number of the last event in ``items`` kept as an :class:`Entry`, the stream's
+    #: terminal event aside (0 if none): whoever appends one sets it, so that readers
+    #: know the run after it holds text only.
+    last_entry: int
 
     @property
     def waiting(self) -> bool:

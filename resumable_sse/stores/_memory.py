@@ -84,6 +84,7 @@ class _Stream(Wakeup):
         "frames",
         "incarnation",
         "items",
+        "last_entry",
         "on_cancelled",
         "owner",
         "state",
@@ -101,6 +102,7 @@ class _Stream(Wakeup):
         # (the usual case: one reference per event), else its Entry.
         self.event = ""
         self.items: list[LogItem] = []
+        self.last_entry = 0  # see LocalLog
         # The SSE frames of the first len(frames) events, built on the first read_frames
         # that needs them and shared by every later reader.
         self.frames: list[bytes] = []
@@ -153,10 +155,16 @@ class _Stream(Wakeup):
         if not items and not event:
             self.event = event = entries[0].event
         items += [as_log_item(entry, event) for entry in entries]
+        for number in range(len(items), len(items) - len(entries), -1):
+            if type(items[number - 1]) is not str:
+                self.last_entry = number
+                break
 
     def run(self, after: int, end: int) -> EventRun:
         """Events ``after + 1`` to ``end``."""
-        return EventRun(after + 1, self.event, self.items[after:end])
+        # Text only if no Entry is in it: none after `after`, nor the end of the stream.
+        texts = self.last_entry <= after and (end < len(self.items) or self.state is _RUNNING)
+        return EventRun(after + 1, self.event, self.items[after:end], texts)
 
     def info(self) -> StreamInfo:
         return StreamInfo(
