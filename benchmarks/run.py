@@ -62,7 +62,7 @@ async def main_async(quick: bool, only: set[str]) -> Report:
             await scenarios_core.memory(report, 500 if quick else 10_000, 20)
             await scenarios_aisdk.chunks(report, n)
             await scenarios_telemetry.overhead(
-                report, n * 5, 200 if quick else 1_000, 5 if quick else 9
+                report, n * 5, 200 if quick else 1_000, 5 if quick else 21
             )
             scenarios_browser.parser_chunking(
                 report, 1 << (16 if quick else 20), 2_000 if quick else 20_000
