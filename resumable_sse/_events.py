@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing_extensions import final
 
 from ._exceptions import InvalidItemError
-from .stores._contract import Entry
+from .stores._contract import Entry, LogItem, as_log_item
 
-__all__ = ["TerminalEvents", "encode_item"]
+__all__ = ["TerminalEvents", "encode_item", "encode_log_item"]
 
 _EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _EVENT_KEYS = frozenset({"data", "event"})
@@ -106,3 +106,18 @@ def encode_item(item: object, default_event: str, terminal: TerminalEvents) -> t
     data = _to_text(item)
     text = isinstance(item, (str, bytes, bytearray, memoryview))
     return Entry(default_event, data, text), _utf8_size(data)
+
+
+def encode_log_item(
+    item: object, default_event: str, terminal: TerminalEvents
+) -> tuple[LogItem, int]:
+    """:func:`encode_item`, as a local log or a commit queue keeps the event (see
+    ``LogItem``: a text event named ``default_event`` is its data alone).
+
+    Raises:
+        InvalidItemError: as :func:`encode_item`.
+    """
+    if type(item) is str and item.isascii():  # a token: as it is
+        return item, len(item)
+    entry, size = encode_item(item, default_event, terminal)
+    return as_log_item(entry, default_event), size

@@ -15,9 +15,9 @@ import time
 import anyio.lowlevel
 from typing_extensions import final
 
-from ._events import encode_item
+from ._events import encode_log_item
 from ._settings import Settings, limit_error
-from .stores._contract import LocalLog, LogItem, as_log_item
+from .stores._contract import LocalLog
 
 __all__ = ["LOCAL_BURST", "InPlaceWriter"]
 
@@ -33,13 +33,13 @@ class InPlaceWriter:
     __slots__ = (
         "_base",
         "_burst",
+        "_count",
         "_granted",
         "_log",
         "_reported",
         "_settings",
         "_started",
-        "count",
-        "total",
+        "_total",
     )
 
     def __init__(self, log: LocalLog, settings: Settings, started: float) -> None:
@@ -47,18 +47,18 @@ class InPlaceWriter:
         self._settings = settings
         self._started = started  # when the producer started, for the first_event hook
         self._base = len(log.items)  # the log's length before the first event
-        self.count = 0  # events written
-        self.total = 0  # their bytes
+        self._count = 0  # events written
+        self._total = 0  # their bytes
         self._reported = 0  # events counted by the telemetry hooks
         self._granted = 0  # the budget last granted
         self._burst = 0  # bytes (plus one per event) written since other tasks ran
 
     def settle(self, budget: int) -> None:
         """Count the events the hot path wrote since the last grant, which left ``budget``."""
-        written = len(self._log.items) - self._base - self.count
+        written = len(self._log.items) - self._base - self._count
         spent = self._granted - budget
-        self.count += written
-        self.total += spent - written
+        self._count += written
+        self._total += spent - written
         self._burst += spent
         self._granted = budget
 
@@ -71,7 +71,7 @@ class InPlaceWriter:
             InvalidItemError: the item cannot be sent.
         """
         self.settle(budget)
-        log, settings, count = self._log, self._settings, self.count
+        log, settings, count = self._log, self._settings, self._count
         if count >= settings.max_events:
             raise limit_error(settings, 0, count + 1, 0)
         hooks = settings.telemetry
@@ -82,19 +82,14 @@ class InPlaceWriter:
             self._reported, self._burst = count, 0
             log.wake()
             await anyio.lowlevel.checkpoint()
-        logged: LogItem
-        if type(item) is str and item.isascii():
-            logged, size = item, len(item)
-        else:
-            entry, size = encode_item(item, settings.event, settings.terminal)
-            logged = as_log_item(entry, settings.event)
-        total = self.total + size
+        logged, size = encode_log_item(item, settings.event, settings.terminal)
+        total = self._total + size
         if size > settings.max_event_bytes or total > settings.max_bytes:
             raise limit_error(settings, size, count + 1, total)
         log.items.append(logged)
         if type(logged) is not str:
             log.last_entry = len(log.items)
-        self.count, self.total = count + 1, total
+        self._count, self._total = count + 1, total
         self._burst += size + 1
         if log.waiting:
             log.wake()
@@ -114,6 +109,6 @@ class InPlaceWriter:
     def close(self, budget: int) -> int:
         """Count the last events (the hot path left ``budget``); return how many were written."""
         self.settle(budget)
-        self._settings.telemetry.events_produced(self.count - self._reported)
-        self._reported = self.count
-        return self.count
+        self._settings.telemetry.events_produced(self._count - self._reported)
+        self._reported = self._count
+        return self._count

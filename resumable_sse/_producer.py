@@ -32,7 +32,7 @@ from typing_extensions import final
 
 from ._backoff import backoff_delay
 from ._commit_queue import CommitQueue
-from ._events import encode_item
+from ._events import encode_log_item
 from ._exceptions import (
     InvalidItemError,
     LeaseLostError,
@@ -50,7 +50,6 @@ from .stores._contract import (
     LogItem,
     StreamState,
     StreamStore,
-    as_log_item,
 )
 
 __all__ = ["Producer"]
@@ -243,8 +242,7 @@ class Producer:
             if type(item) is str and item.isascii():  # the common case, inlined
                 logged, size = item, len(item)
             else:
-                entry, size = encode_item(item, event, terminal)
-                logged = as_log_item(entry, event)
+                logged, size = encode_log_item(item, event, terminal)
             count += 1
             total += size
             if size > max_event_bytes or count > max_events or total > max_bytes:
