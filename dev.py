@@ -6,7 +6,8 @@
     python3 dev.py bench [--quick]      every benchmark: a table, JSON and a chart
 
 Each command first makes ``.venv`` (once) and installs the project into it with its
-``dev`` extra (again whenever pyproject.toml or the version changes).
+``dev`` extra, at the versions ``constraints.txt`` pins (again whenever one of
+pyproject.toml, the version or the constraints changes).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".installed"
+#: The versions CI runs (see the file).
+CONSTRAINTS = ROOT / "constraints.txt"
 
 
 def run(*args: str | Path) -> None:
@@ -32,8 +35,9 @@ def run(*args: str | Path) -> None:
 def ensure_venv() -> None:
     if sys.version_info < (3, 10):  # noqa: UP036 - dev.py may be run by any python3
         sys.exit("resumable-sse needs Python 3.10 or newer")
-    # The installed metadata comes from pyproject.toml and the version file.
-    sources = (ROOT / "pyproject.toml", ROOT / "resumable_sse" / "_version.py")
+    # The installed metadata comes from pyproject.toml and the version file; the versions
+    # installed, from the constraints.
+    sources = (ROOT / "pyproject.toml", ROOT / "resumable_sse" / "_version.py", CONSTRAINTS)
     wanted = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
@@ -42,7 +46,7 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("installing resumable-sse[dev] into .venv", flush=True)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[dev]", "-c", CONSTRAINTS)
     STAMP.write_text(wanted)
 
 

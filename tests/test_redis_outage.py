@@ -286,7 +286,7 @@ async def test_a_sentinel_managed_client_works(server: RedisServer) -> None:
         require_redis(exc)
         raise
     try:
-        sentinel = Sentinel([("127.0.0.1", sentinel_server.port)])  # type: ignore[no-untyped-call]
+        sentinel = Sentinel([("127.0.0.1", sentinel_server.port)])
         master = sentinel.master_for("main")
         async with get_streamer(backend="redis", redis_client=master) as streamer:
 
