@@ -9,6 +9,8 @@ happened, on every store.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -479,3 +481,39 @@ async def test_streamers_sharing_a_meter_provider_add_to_the_same_instruments(
     points = otel.points()
     assert points["resumable_sse.streams.started"] == {NONE: 2}
     assert points["resumable_sse.events.produced"] == {NONE: 3}
+
+
+_LATE_PROVIDER = """
+import anyio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from resumable_sse import MemoryStore, Streamer
+
+async def main() -> None:
+    async with Streamer(MemoryStore()) as streamer:
+        async for _ in streamer.stream("before", ["x"]):
+            pass
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        async for _ in streamer.stream("after", ["y"]):
+            pass
+        print(sorted(span.name for span in exporter.get_finished_spans()))
+
+anyio.run(main)
+"""
+
+
+def test_a_global_tracer_provider_set_later_gets_the_spans_from_then_on() -> None:
+    """With no provider set, spans record nothing; a global one set later gets them.
+
+    In a process of its own: the global provider can be set once per process.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE_PROVIDER], capture_output=True, text=True, timeout=50
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['resumable_sse.open', 'resumable_sse.start']"
