@@ -198,8 +198,11 @@ class Subscription(AsyncResource):
         self._after = 0
         self._prefix = ""
 
-    async def open(self, position: EventId | None) -> Self:
+    async def open(self, position: EventId | None, *, first_page: Page | None = None) -> Self:
         """Read the first page after ``position`` and check that the position is valid.
+
+        ``first_page`` is that page if the caller knows it already (a stream it has just
+        created is empty): it is then not read.
 
         Raises:
             SessionNotFoundError: there is no stream under this session id.
@@ -212,7 +215,7 @@ class Subscription(AsyncResource):
             self._slots.acquire(self._session_id)
             self._holds_slot = True
         try:
-            await self._first_page(position, after)
+            await self._first_page(position, after, first_page)
             if self._compact:
                 await self._compact_replay()
         except BaseException:
@@ -220,15 +223,16 @@ class Subscription(AsyncResource):
             raise
         return self
 
-    async def _first_page(self, position: EventId | None, after: int) -> None:
-        # A short first page: the first event goes out as soon as possible, whatever the
-        # position; later pages are full-sized.
-        first_limit = min(self._page_size, _FIRST_PAGE)
-        # A resume names its stream: one that just ended is read to its end (see read()).
-        incarnation = None if position is None else position.incarnation
-        page = await self._store.read(
-            self._session_id, after, limit=first_limit, wait=False, incarnation=incarnation
-        )
+    async def _first_page(self, position: EventId | None, after: int, page: Page | None) -> None:
+        if page is None:
+            # A short first page: the first event goes out as soon as possible, whatever
+            # the position; later pages are full-sized.
+            first_limit = min(self._page_size, _FIRST_PAGE)
+            # A resume names its stream: one that just ended is read to its end (read()).
+            incarnation = None if position is None else position.incarnation
+            page = await self._store.read(
+                self._session_id, after, limit=first_limit, wait=False, incarnation=incarnation
+            )
         if page is None:
             raise SessionNotFoundError(f"no stream for session {self._session_id!r}")
         info = page.info

@@ -98,6 +98,9 @@ class Producer:
         self._source = source
         self._settings = settings
         self._scope = anyio.CancelScope()
+        # The cancel watch's: it ends when reading does (a cancel request is moot then,
+        # and the finish would only wake it for one more look at the store).
+        self._watch_scope = anyio.CancelScope()
         self._stop_reason: str | None = None
         self._failure: ResumableSSEError | None = None
         self._queue = CommitQueue(settings.max_pending)
@@ -175,6 +178,7 @@ class Producer:
                 io.start_soon(self._write_loop)
                 state, entry = await self._read_all(None)
                 self._queue.close()
+        self._watch_scope.cancel()
         if self._failure is not None:  # the writer failed after reading ended
             state, entry = self._outcome_of_failure(self._failure)
         await self._finish(state, entry)
@@ -383,6 +387,10 @@ class Producer:
     # -- watching ----------------------------------------------------------------------
 
     async def _watch_cancel(self) -> None:
+        with self._watch_scope:
+            await self._wait_cancel()
+
+    async def _wait_cancel(self) -> None:
         failures = 0
         while True:
             try:

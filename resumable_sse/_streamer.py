@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -39,7 +40,7 @@ from ._producer import Producer
 from ._settings import BATCH, Settings
 from ._sources import Source, close_unused
 from ._telemetry import make_telemetry
-from .stores._contract import Claim, StreamInfo, StreamState, StreamStore
+from .stores._contract import Claim, Page, StreamInfo, StreamState, StreamStore
 from .stores._memory import MemoryStore
 
 __all__ = ["StreamStatus", "Streamer"]
@@ -241,14 +242,24 @@ class Streamer:
             StoreUnavailableError: the store cannot be reached.
             StreamerClosedError: the streamer is closed.
         """
+        return await self._start(session_id, generator, principal) is not None
+
+    async def _start(
+        self, session_id: str, generator: Source, principal: Principal | None
+    ) -> Page | None:
+        """Start the stream as :meth:`start` does; return its first page (empty: it was
+        just created) if this call started it."""
         with self._telemetry.span("start", session_id):
             claim = await self._claim(session_id, generator, principal)
             if claim is None:
-                return False
+                return None
             await self._host.run(
                 session_id, Producer(self.store, session_id, claim, generator, self._settings)
             )
-            return True
+        now = time.time()
+        owner = normalize_principal(principal)
+        info = StreamInfo(claim.incarnation, StreamState.RUNNING, 1, 0, now, now, False, owner)
+        return Page(info, ())
 
     async def _claim(
         self, session_id: str, generator: Source, principal: Principal | None
@@ -430,13 +441,13 @@ class Streamer:
         with self._telemetry.span("open", session_id):
             try:
                 position, started = await self._prepare(session_id, generator, last_id, principal)
-                await subscription.open(position)
+                await subscription.open(position, first_page=started)
             except ResumableSSEError as exc:
                 self._telemetry.refused(exc)
                 raise
         if subscription.finished:
             kind = "complete"  # the client has every event (HTTP: 204)
-        elif started:
+        elif started is not None:
             kind = "new"
         else:
             kind = "join" if position is None else "resume"
@@ -448,11 +459,11 @@ class Streamer:
         generator: Source | None,
         last_id: str | None,
         principal: Principal | None,
-    ) -> tuple[EventId | None, bool]:
+    ) -> tuple[EventId | None, Page | None]:
         """Validate, start the stream if asked to, check read access.
 
         Returns:
-            The position, and whether this call started the stream.
+            The position, and the stream's first page if this call started it.
         """
         try:
             validate_session_id(session_id)
@@ -462,10 +473,10 @@ class Streamer:
             if generator is not None:
                 await close_unused(generator)
             raise
-        started = False
+        started = None
         if generator is not None:
             if position is None:
-                started = await self.start(session_id, generator, principal=principal)
+                started = await self._start(session_id, generator, principal)
             else:
                 await close_unused(generator)
         await self._authorized("read", session_id, principal)
