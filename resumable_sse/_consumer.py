@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from bisect import bisect_right
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from operator import attrgetter
 
 from typing_extensions import Self, final
@@ -18,7 +26,7 @@ from ._exceptions import (
     StaleEventIdError,
     TooManyConsumersError,
 )
-from ._frames import encode_items, join_frames
+from ._frames import encode_items, frames_size, join_frames
 from ._ids import EventId
 from ._resource import AsyncResource
 from ._telemetry import NO_HOOKS, Hooks
@@ -31,6 +39,7 @@ from .stores._contract import (
     StoredEvent,
     StreamInfo,
     StreamStore,
+    log_item_size,
 )
 from .stores._wakeup import on_asyncio
 
@@ -57,6 +66,28 @@ def _as_items(
 
 
 _seq = attrgetter("seq")
+
+
+def _in_chunks(
+    pending: Sequence[tuple[int, LogItem]],
+) -> Iterator[tuple[Sequence[int], Sequence[LogItem]]]:
+    """``pending`` events as (numbers, items) groups of about a chunk's data each (or
+    one event), so that large events are framed a chunk at a time."""
+    start = size = 0
+    for index, (_, item) in enumerate(pending):
+        item_size = log_item_size(item)
+        if size and size + item_size > _CHUNK_BYTES:
+            yield _unzip(pending[start:index])
+            start, size = index, 0
+        size += item_size
+    yield _unzip(pending[start:])
+
+
+def _unzip(
+    pending: Sequence[tuple[int, LogItem]],
+) -> tuple[Sequence[int], Sequence[LogItem]]:
+    seqs, items = zip(*pending, strict=True)
+    return seqs, items
 
 
 def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
@@ -407,11 +438,11 @@ class Subscription(AsyncResource):
             assert info is not None
             rest = list(self._pending)
             if rest:
-                seqs, items = zip(*rest, strict=True)
-                self._after = seqs[-1]
-                replay = encode_items(self._prefix, seqs, self._event, items)
-                for chunk in join_frames(replay, _CHUNK_BYTES):
-                    yield chunk
+                self._after = rest[-1][0]
+                for seqs, items in _in_chunks(rest):
+                    replay = encode_items(self._prefix, seqs, self._event, items)
+                    for chunk in join_frames(replay, _CHUNK_BYTES):
+                        yield chunk
             state, last_seq = info.state, info.last_seq
             # The live tail, once per token at an LLM's pace: one store call per wake-up.
             incarnation, session_id = info.incarnation, self._session_id
@@ -434,29 +465,31 @@ class Subscription(AsyncResource):
                     yield frames[0]
                     delivered(1)
                 elif count:
-                    chunks = join_frames(frames, _CHUNK_BYTES)
+                    parts = [join_frames(frames, _CHUNK_BYTES)]
                     if count == page_size:  # more may be there: up to a chunk's worth
-                        page = await self._more(page, chunks, incarnation)
+                        page = await self._more(page, parts, incarnation)
                         count += self._after - after
                         after = self._after
-                    for chunk in chunks:
-                        yield chunk
+                    for part in parts:
+                        for chunk in part:
+                            yield chunk
                     delivered(count)
                 state, last_seq = page.state, page.last_seq
             self._info = dataclasses.replace(info, state=state, last_seq=last_seq)
         finally:
             self._release()
 
-    async def _more(self, page: FramePage, chunks: list[bytes], incarnation: str) -> FramePage:
-        """After ``page`` (a full one, whose ``chunks`` are given), read on while pages are
+    async def _more(
+        self, page: FramePage, parts: list[Iterable[bytes]], incarnation: str
+    ) -> FramePage:
+        """After ``page`` (a full one, whose chunks are ``parts``), read on while pages are
         full, up to _CHUNK_BYTES in all: add their chunks; return the last page read."""
-        size = sum(map(len, chunks))
+        size = frames_size(page.frames)
         while len(page.frames) == self._page_size and size < _CHUNK_BYTES:
             page = await self._frames_after(incarnation, wait=False)
             self._after += len(page.frames)
-            more = join_frames(page.frames, _CHUNK_BYTES)
-            chunks += more
-            size += sum(map(len, more))
+            parts.append(join_frames(page.frames, _CHUNK_BYTES))
+            size += frames_size(page.frames)
         return page
 
     async def _frames_after(self, incarnation: str, *, wait: bool) -> FramePage:

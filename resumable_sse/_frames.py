@@ -26,6 +26,7 @@ __all__ = [
     "encode_frames",
     "encode_items",
     "encode_run",
+    "frames_size",
     "join_frames",
     "with_retry",
 ]
@@ -168,12 +169,19 @@ def concat_frames(parts: Sequence[Sequence[bytes]]) -> Sequence[bytes]:
     return [frame for part in parts for frame in part]
 
 
-def join_frames(frames: Sequence[bytes], limit: int) -> list[bytes]:
+def frames_size(frames: Sequence[bytes]) -> int:
+    """The bytes of ``frames``, all together."""
+    return len(frames.blob) if type(frames) is FrameBlock else sum(map(len, frames))
+
+
+def join_frames(frames: Sequence[bytes], limit: int) -> Iterable[bytes]:
     """Frames joined into chunks of at most ``limit`` bytes (a larger frame alone).
 
     The bound keeps what a slow client makes the server buffer small: a chunk is
-    written whole, and the server waits for the client only between chunks. A lone
-    frame is returned as it is, not copied.
+    written whole, and the server waits for the client only between chunks. When there
+    is more than one chunk, each is joined as it is taken, so frames larger in all than
+    a chunk (large events) are never copied at once. A lone frame is returned as it
+    is, not copied.
     """
     if type(frames) is FrameBlock and len(frames.blob) <= limit:
         return [frames.blob]
@@ -181,14 +189,17 @@ def join_frames(frames: Sequence[bytes], limit: int) -> list[bytes]:
         return list(frames)  # none (an empty read: nothing to send), or one as it is
     if sum(map(len, frames)) <= limit:
         return [b"".join(frames)]
-    chunks, start, size = [], 0, 0
+    return _chunks(frames, limit)
+
+
+def _chunks(frames: Sequence[bytes], limit: int) -> Iterator[bytes]:
+    start, size = 0, 0
     for index, frame in enumerate(frames):
         if size and size + len(frame) > limit:
-            chunks.append(b"".join(frames[start:index]))
+            yield b"".join(frames[start:index])
             start, size = index, 0
         size += len(frame)
-    chunks.append(b"".join(frames[start:]))
-    return chunks
+    yield b"".join(frames[start:])
 
 
 def with_retry(chunk: bytes, retry: int) -> bytes:

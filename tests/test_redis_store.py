@@ -27,6 +27,8 @@ from resumable_sse import (
     StreamState,
     get_streamer,
 )
+from resumable_sse._frames import encode_frame
+from resumable_sse.stores._redis_scripts import ENTRY_BYTES, READ_BYTES
 from tests.redis_server import RedisServer, shared_server, started_server
 
 pytestmark = pytest.mark.anyio
@@ -283,6 +285,41 @@ async def test_max_len_trims_whole_old_batches(url: str) -> None:
         assert [e.seq for e in page.events] == list(range(page.info.first_seq, 13))
         assert [e.data for e in page.events] == [str(e.seq) for e in page.events]
         assert len(page.events) >= 5
+
+
+@pytest.mark.parametrize("frames", [False, True], ids=["read", "read_frames"])
+async def test_large_events_are_read_about_a_megabyte_at_a_time(url: str, frames: bool) -> None:
+    """A read stops at about a megabyte (an event larger than that comes alone), even
+    within one batch, and reading on from the last event returned gets each once."""
+    datas = [chr(97 + i) * 300_000 for i in range(12)] + ["x" * 1_500_000, "tail"]
+    async with redis_store(url) as store:
+        claim = await store.claim("s1")
+        assert claim is not None
+        # One batch as a producer queues it (a run of text), one as entries.
+        await store.append_items("s1", claim, datas[:7], event="message", first_seq=1)
+        await store.append("s1", claim, [Entry("big", d) for d in datas[7:]], first_seq=8)
+        seen: list[bytes] = []
+        while len(seen) < len(datas):
+            if frames:
+                page = await store.read_frames("s1", len(seen), limit=4096, wait=False)
+                assert page is not None
+                assert page.seq == len(seen) + 1
+                got = list(page.frames)
+            else:
+                read = await store.read("s1", len(seen), limit=4096, wait=False)
+                assert read is not None
+                assert read.events[0].seq == len(seen) + 1
+                got = [event.data.encode() for event in read.events]
+            assert got
+            assert len(got) == 1 or sum(map(len, got)) <= READ_BYTES + ENTRY_BYTES
+            seen += got
+    expected = [
+        data.encode() if not frames else encode_frame(f"{claim.incarnation}-{seq}", event, data)
+        for seq, (event, data) in enumerate(
+            [("message", d) for d in datas[:7]] + [("big", d) for d in datas[7:]], 1
+        )
+    ]
+    assert seen == expected
 
 
 async def test_get_streamer_builds_a_redis_streamer(url: str) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "StreamState",
     "StreamStore",
     "as_log_item",
+    "log_item_size",
 ]
 
 #: Seconds after its end that a finished stream stays readable to the readers still
@@ -111,6 +112,11 @@ class StoredEvent(NamedTuple):
 #: (not a subclass) is the data of a text event with the stream's usual name; anything
 #: else is its :class:`Entry`.
 LogItem: TypeAlias = str | Entry
+
+
+def log_item_size(item: LogItem) -> int:
+    """The length of an item's data (characters: a measure of its size, not bytes)."""
+    return len(item) if type(item) is str else len(item[1])
 
 
 def as_log_item(entry: Entry, event: str) -> LogItem:
@@ -369,6 +375,10 @@ class StreamStore(AsyncResource):
         incarnation: str | None = None,
     ) -> Page | None:
         """Read up to ``limit`` events with a sequence number greater than ``after``.
+
+        A store may return fewer, at least one if there are any (the Redis store stops
+        at about a megabyte of events, so that large events do not make one read hold
+        the whole stream); the caller reads on from the last event returned.
 
         With ``wait=True`` and nothing to return yet, block until an event arrives, the
         stream finishes, or it is deleted; the store may also return an empty page

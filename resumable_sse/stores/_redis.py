@@ -115,6 +115,7 @@ from ._contract import (
     StreamInfo,
     StreamState,
     StreamStore,
+    log_item_size,
 )
 from ._memory import DEFAULT_RETENTION
 from ._redis_host import TaskHost
@@ -191,6 +192,24 @@ def _encode_items(items: Sequence[LogItem], event: str) -> str:
         else:
             _add_runs(runs, cast("Iterator[Entry]", group))
     return _dumps(runs)
+
+
+def _encode_parts(items: Sequence[LogItem], event: str) -> list[str | int]:
+    """A batch as the ``APPEND`` script takes it: the number of events and the encoding
+    of each part, parts of about ``ENTRY_BYTES`` at most (or one event)."""
+    whole = _encode_items(items, event)
+    if len(whole) <= scripts.ENTRY_BYTES:  # the usual case: one part
+        return [len(items), whole]
+    parts: list[str | int] = []
+    start = size = 0
+    for index, item in enumerate(items):
+        item_size = log_item_size(item)
+        if size and size + item_size > scripts.ENTRY_BYTES:
+            parts += (index - start, _encode_items(items[start:index], event))
+            start, size = index, 0
+        size += item_size
+    parts += (len(items) - start, _encode_items(items[start:], event))
+    return parts
 
 
 def _runs(reply: Sequence[Any], after: int, limit: int) -> Iterator[tuple[int, str, list[str]]]:
@@ -386,9 +405,9 @@ class RedisStore(StreamStore):
     async def append(
         self, session_id: str, claim: Claim, entries: Sequence[Entry], *, first_seq: int
     ) -> None:
-        batch = _encode(entries)
+        parts = _encode_parts(entries, "")
         await self._write(
-            self._append, session_id, claim, first_seq, self._max_len, len(entries), batch
+            self._append, session_id, claim, first_seq, self._max_len, len(entries), *parts
         )
 
     async def append_items(
@@ -400,9 +419,9 @@ class RedisStore(StreamStore):
         event: str,
         first_seq: int,
     ) -> None:
-        batch = _encode_items(items, event)
+        parts = _encode_parts(items, event)
         await self._write(
-            self._append, session_id, claim, first_seq, self._max_len, len(items), batch
+            self._append, session_id, claim, first_seq, self._max_len, len(items), *parts
         )
 
     async def finish(

@@ -11,7 +11,10 @@ The log holds one stream entry per batch: its id is the batch's last sequence nu
 (``<seq>-0``) and its fields are ``n`` (the number of events) and ``b`` (the events,
 encoded by the client as one JSON array of runs ``[event, [data, ...], ...]``). Only the
 reaper writes ``b`` itself (with cjson); otherwise scripts never look inside it, so a
-batch costs the same few commands and one argument whatever its size.
+batch costs the same few commands and one argument whatever its size. A batch whose
+encoding passes ``ENTRY_BYTES`` comes in parts, an entry each (one script call all the
+same), and a read stops adding entries once they hold ``READ_BYTES``: large events never
+make one read carry the whole stream.
 
 A finished stream keeps its keys for ``max(retention, FINISHED_LINGER)`` and records in
 ``rx`` when its retention ends; past ``rx`` it is hidden (``claim`` replaces it, ``READ``
@@ -47,6 +50,12 @@ from __future__ import annotations
 
 from ._contract import FINISHED_LINGER
 
+#: A batch whose encoding is longer than this is stored as several entries, each about
+#: this long at most (or one event).
+ENTRY_BYTES = 256 * 1024
+#: A read adds no more entries once those it has hold this many bytes.
+READ_BYTES = 1024 * 1024
+
 __all__ = [
     "ALL",
     "APPEND",
@@ -54,8 +63,10 @@ __all__ = [
     "CLAIM",
     "CLEAR_ACTIVE",
     "DELETE",
+    "ENTRY_BYTES",
     "FINISH",
     "READ",
+    "READ_BYTES",
     "RENEW",
     "REQUEST_CANCEL",
     "SET_ACTIVE",
@@ -150,7 +161,8 @@ return tok
 )
 
 #: ARGV[6] token, [7] incarnation, [8] first seq, [9] max_len (0: none), [10] number
-#: of events, [11] the encoded batch. Returns 1 (written, or a retry that had landed) or
+#: of events, then the encoded batch in parts, each its number of events and its
+#: encoding: one stream entry each. Returns 1 (written, or a retry that had landed) or
 #: 0 (lease lost / gap). The sliding TTL is extended by ``RENEW`` only (every lease / 3),
 #: not by every batch.
 APPEND = (
@@ -163,7 +175,11 @@ local first = tonumber(ARGV[8])
 local top = first - 1 + tonumber(ARGV[10])
 if last == top then return 1 end
 if last ~= first - 1 then return 0 end
-redis.call('XADD', LOG, top .. '-0', 'n', ARGV[10], 'b', ARGV[11])
+local seq = last
+for i = 11, #ARGV, 2 do
+  seq = seq + tonumber(ARGV[i])
+  redis.call('XADD', LOG, seq .. '-0', 'n', ARGV[i], 'b', ARGV[i + 1])
+end
 redis.call('HSET', META, 'last', top, 'u', NOW)
 extend(m)
 if last == 0 then redis.call('PEXPIRE', LOG, RUNNING_TTL) end
@@ -202,25 +218,28 @@ return 1
 #: none). Returns nil if there is no stream (or it is hidden from the caller), else
 #: {inc, state, first, last, created, updated, cancel, due, now, owner} followed, for
 #: each batch holding events after ``after`` until ``limit`` of them are covered, by
-#: its last seq, its number of events and its encoded events. ``due`` is when a reader
+#: its last seq, its number of events and its encoded events; batches stop once they
+#: hold READ_BYTES (after the first). ``due`` is when a reader
 #: waiting on a running stream should look again: its lease's expiry, or, once the
 #: stream is suspect, the time its reap would be due.
 READ = (
     _PRELUDE
+    + f"local READ_BYTES = {READ_BYTES}\n"
     + """
 local m = load()
 if not m or hidden(m, ARGV[8]) then return false end
 local out = {m[1], m[3], m[4], m[5], m[6], m[7], m[8], m[9], tostring(NOW), m[11] or ''}
 local after = tonumber(ARGV[6])
 local limit = tonumber(ARGV[7])
-local count = 0
+local count, bytes = 0, 0
 if limit > 0 and tonumber(m[5]) > after then
   local from = '(' .. after .. '-0'
-  while count < limit do
+  while count < limit and bytes < READ_BYTES do
     local entries = redis.call('XRANGE', LOG, from, '+', 'COUNT', 16)
     if #entries == 0 then break end
     for _, entry in ipairs(entries) do
-      if count >= limit then break end
+      if count >= limit or bytes >= READ_BYTES then break end
+      bytes = bytes + #entry[2][4]
       local top = tonumber(string.match(entry[1], '^%d+'))
       local n = tonumber(entry[2][2])
       count = count + math.min(n, top - after)
