@@ -19,6 +19,7 @@ from benchmarks import (
     scenarios_core,
     scenarios_http,
     scenarios_http_load,
+    scenarios_large,
     scenarios_redis,
     scenarios_telemetry,
     scenarios_vercel,
@@ -45,6 +46,8 @@ async def main_async(quick: bool, only: set[str]) -> Report:
             await scenarios_http.ladder(report, server.url, n, rounds)
         if wanted("compact"):
             await scenarios_compact.replay(report, server.url, 10_000, rounds)
+        if wanted("large"):
+            await scenarios_large.replay(report, server.url, 8 if quick else 40)
         if wanted("fanout"):
             counts = [20, 50] if quick else [100, 500]
             await scenarios_http_load.fan_out(report, counts, 200 if quick else 2_000, few)
@@ -87,7 +90,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups: core, http, compact, fanout, pace, aisdk, redis, vercel"
+        help="comma-separated groups: core, http, compact, large, fanout, pace, aisdk, redis,"
+        " vercel"
         " (default: all)",
     )
     parser.add_argument(
