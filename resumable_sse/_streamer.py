@@ -440,14 +440,14 @@ class Streamer:
         """Prepare and open ``subscription``, counting the open by its kind."""
         with self._telemetry.span("open", session_id):
             try:
-                position, started = await self._prepare(session_id, generator, last_id, principal)
-                await subscription.open(position, first_page=started)
+                position, new = await self._prepare(session_id, generator, last_id, principal)
+                await subscription.open(position, first_page=new)
             except ResumableSSEError as exc:
                 self._telemetry.refused(exc)
                 raise
         if subscription.finished:
             kind = "complete"  # the client has every event (HTTP: 204)
-        elif started is not None:
+        elif new is not None:
             kind = "new"
         else:
             kind = "join" if position is None else "resume"
@@ -473,14 +473,14 @@ class Streamer:
             if generator is not None:
                 await close_unused(generator)
             raise
-        started = None
+        new = None
         if generator is not None:
             if position is None:
-                started = await self._start(session_id, generator, principal)
+                new = await self._start(session_id, generator, principal)
             else:
                 await close_unused(generator)
         await self._authorized("read", session_id, principal)
-        return position, started
+        return position, new
 
     def stream(
         self,
