@@ -351,7 +351,7 @@ class RedisStore(StreamStore):
         self._set_active = _sha(scripts.SET_ACTIVE)
         self._clear_active = _sha(scripts.CLEAR_ACTIVE)
         self._active_ttl_ms = lease_ms + retention_ms
-        self._live = LiveIndex(self._pipelines.call, prefix, lease)
+        self._live = LiveIndex(self._pipelines, prefix, lease)
 
     def keys(self, session_id: str) -> RedisKeys:
         """The session's names: meta hash, log stream, notification channel.

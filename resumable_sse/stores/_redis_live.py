@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import anyio
 from redis.exceptions import RedisError
 from typing_extensions import final
 
 from .._exceptions import StoreUnavailableError
+from ._redis_pipeline import Pipelines
 
 __all__ = ["LiveIndex"]
 
@@ -50,9 +49,10 @@ def _now_ms() -> int:
 class LiveIndex:
     """Adds, refreshes, removes and lists the running streams of one prefix."""
 
-    def __init__(self, call: Callable[..., Awaitable[Any]], prefix: str, lease: float) -> None:
+    def __init__(self, pipelines: Pipelines, prefix: str, lease: float) -> None:
         # The store's shared pipelines: index updates never take connections of their own.
-        self._call = call
+        self._call = pipelines.call
+        self._call_each = pipelines.call_each
         self._all = f"{{{prefix}}}:live"
         self._owner_prefix = f"{{{prefix}}}:live:o:"
         self._stale_ms = int(lease * 3000) + 60_000
@@ -66,20 +66,19 @@ class LiveIndex:
     def _keys(self, owner: str | None) -> list[str]:
         return [self._all] if not owner else [self._all, self.key(owner)]
 
-    async def _quietly(self, *command: Any) -> None:
-        try:
-            await self._call(*command)
-        except (RedisError, OSError) as exc:  # the index is advisory: never fail a stream
-            logger.debug("live index update %s failed: %r", command[0], exc)
-
     async def _apply(self, command: str, session_id: str, owner: str | None) -> None:
         """Best effort: ``ZADD`` (score now) or ``ZREM`` on each set, in one round trip."""
-        async with anyio.create_task_group() as tg:
-            for key in self._keys(owner):
-                if command == "add":
-                    tg.start_soon(self._quietly, "ZADD", key, _now_ms(), session_id)
-                else:
-                    tg.start_soon(self._quietly, "ZREM", key, session_id)
+        keys = self._keys(owner)
+        if command == "add":
+            now = _now_ms()
+            await self._quietly(*(("ZADD", key, now, session_id) for key in keys))
+        else:
+            await self._quietly(*(("ZREM", key, session_id) for key in keys))
+
+    async def _quietly(self, *commands: tuple[object, ...]) -> None:
+        for reply in await self._call_each(*commands):
+            if isinstance(reply, (RedisError, OSError)):  # advisory: never fail a stream
+                logger.debug("live index update failed: %r", reply)
 
     async def add(self, session_id: str, owner: str | None) -> None:
         """A stream was claimed by this store."""
@@ -114,4 +113,4 @@ class LiveIndex:
         ``session_ids`` are streams found ended or gone when ``owner`` is ``None``, or
         streams not (or no longer) of ``owner`` otherwise. Best effort.
         """
-        await self._quietly("ZREM", self.key(owner), *session_ids)
+        await self._quietly(("ZREM", self.key(owner), *session_ids))

@@ -94,22 +94,44 @@ class Pipelines:
         Raises:
             RedisError, OSError: the command failed, or Redis could not be reached.
         """
+        (future,) = await self._enqueue([args])
+        try:
+            return await future
+        except (RedisError, OSError) as exc:  # a copy: one error may fail a whole batch
+            raise copy.copy(exc).with_traceback(None) from exc
+
+    async def call_each(self, *commands: Sequence[Any]) -> list[Any]:
+        """Run ``commands`` (in the next pipeline, together: one round trip); return each
+        one's reply, or the ``RedisError`` or ``OSError`` it failed with."""
+        futures = await self._enqueue(commands)
+        replies: list[Any] = []
+        try:
+            for future in futures:
+                try:
+                    replies.append(await future)
+                except (RedisError, OSError) as exc:
+                    replies.append(copy.copy(exc).with_traceback(None))
+        finally:
+            for future in futures:
+                future.cancel()  # if this caller was cancelled: their replies are dropped
+        return replies
+
+    async def _enqueue(self, commands: Sequence[Sequence[Any]]) -> list[asyncio.Future[Any]]:
+        """Queue ``commands`` and wake an idle sender; the futures of their replies."""
         if not self._serving:
             tg = await self._host.task_group()
             if not self._serving:
                 self._serving = True
                 tg.start_soon(self._serve, name="resumable-sse redis pipelines")
-        call = _Call(args, asyncio.get_running_loop().create_future())
-        self._queue.append(call)
+        loop = asyncio.get_running_loop()
+        calls = [_Call(tuple(args), loop.create_future()) for args in commands]
+        self._queue += calls
         while self._idle:
             sender = self._idle.pop()
             if not sender.done():
                 sender.set_result(None)
                 break
-        try:
-            return await call.future
-        except (RedisError, OSError) as exc:  # a copy: one error may fail a whole batch
-            raise copy.copy(exc).with_traceback(None) from exc
+        return [call.future for call in calls]
 
     async def load_scripts(self) -> None:
         """Load every script (on every primary, on Cluster)."""
