@@ -220,7 +220,7 @@ class Telemetry(Hooks):
 
     def span(self, name: str, session_id: str) -> AbstractContextManager[object]:
         # With the API alone (no provider set, as when a dependency brings the API in),
-        # a span would record nothing, yet make and swap contexts: about a quarter of a
+        # a span would record nothing, yet make and swap contexts: about a tenth of a
         # short stream's CPU. The global provider is looked up each time, so one set
         # later is used from then on.
         provider = self._tracer_provider or trace.get_tracer_provider()
