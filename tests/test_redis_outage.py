@@ -29,6 +29,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from resumable_sse import RedisStore, StoreUnavailableError, Streamer, get_streamer
+from resumable_sse.stores import _redis
 from tests.redis_server import RedisServer, require_redis, started_server
 from tests.servers import free_port
 
@@ -204,14 +205,24 @@ async def test_a_restart_longer_than_the_lease_only_delays_the_stream(
     every_event_once(received)
 
 
+@pytest.mark.parametrize("own_client", [False, True], ids=["given client", "from a URL"])
 @pytest.mark.parametrize("stall", ["DEBUG SLEEP", "CLIENT PAUSE"])
-async def test_a_stall_longer_than_the_lease_only_delays_the_stream(stall: str) -> None:
+async def test_a_stall_longer_than_the_lease_only_delays_the_stream(
+    stall: str, own_client: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Redis stops serving for longer than the lease (``DEBUG SLEEP``, or ``CLIENT PAUSE``
     of every client) while the generator waits and a reader follows: the stream goes on
-    afterwards and the reader gets every event exactly once."""
+    afterwards and the reader gets every event exactly once. A store made from a URL
+    bounds its round trips itself (here to less than the stall, so they time out)."""
+    monkeypatch.setattr(_redis, "_ROUND_TRIP_TIMEOUT", 0.5)
     with started_server(extra=("--enable-debug-command", "yes")) as server:
         redis, admin = client(server.url), client(server.url)
-        store = RedisStore(redis, prefix=f"o-{uuid.uuid4().hex[:8]}", lease=LEASE)
+        prefix = f"o-{uuid.uuid4().hex[:8]}"
+        store = (
+            RedisStore(url=server.url, prefix=prefix, lease=LEASE)
+            if own_client
+            else RedisStore(redis, prefix=prefix, lease=LEASE)
+        )
         gate, has_20 = anyio.Event(), anyio.Event()
         received: list[Event] = []
         async with Streamer(store, store_retry_deadline=60) as streamer:
@@ -232,8 +243,30 @@ async def test_a_stall_longer_than_the_lease_only_delays_the_stream(stall: str) 
                 gate.set()
         await redis.aclose()
         await admin.aclose()
+        await store.aclose()
     assert after - before > LEASE
     every_event_once(received)
+
+
+async def test_a_store_made_from_a_url_never_waits_on_redis_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its client has no socket timeout of redis-py's: while Redis does not answer, a
+    call fails with StoreUnavailableError once the store's own bound has passed, and the
+    store works again when Redis does."""
+    monkeypatch.setattr(_redis, "_ROUND_TRIP_TIMEOUT", 0.5)
+    with started_server() as server:
+        admin = client(server.url)
+        async with RedisStore(url=server.url, prefix=f"o-{uuid.uuid4().hex[:8]}") as store:
+            assert await store.claim("s1") is not None
+            await admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")  # type: ignore[no-untyped-call]
+            with pytest.raises(StoreUnavailableError):
+                await store.info("s1")
+            await admin.ping()  # answered once Redis serves again
+            info = await store.info("s1")
+            assert info is not None
+            assert info.state.value == "running"
+        await admin.aclose()
 
 
 class SentinelServer:

@@ -154,6 +154,10 @@ def _translated() -> Iterator[None]:
         raise StoreUnavailableError(f"Redis is unavailable: {exc!r}") from exc
 
 
+#: Seconds a round trip of the store's own client may take (redis-py's default socket
+#: timeout, which that client goes without).
+_ROUND_TRIP_TIMEOUT = 5.0
+
 #: Marks a text event's name in a stored batch; never part of an event name.
 _TEXT = "~"
 
@@ -270,7 +274,8 @@ class RedisStore(StreamStore):
     Args:
         client: A ``redis.asyncio.Redis`` or ``RedisCluster``, with or without
             ``decode_responses``. The store does not close a client it was given.
-        url: A Redis URL, instead of ``client``; the store owns and closes that client.
+        url: A Redis URL, instead of ``client``; the store owns and closes that client,
+            which has no socket timeout: the store bounds each round trip itself (5 s).
         prefix: Key prefix (default ``"rsse"``); no ``{``, ``}`` or ``|``.
         retention: Seconds a finished stream stays readable (default 600; 0 is allowed:
             readers still reading it when it ends get to its end all the same).
@@ -313,7 +318,9 @@ class RedisStore(StreamStore):
         self._owned = client is None
         if client is None:
             assert url is not None
-            client = Redis.from_url(url)
+            # No socket timeout of redis-py's (a task per command on Python 3.11): the
+            # store bounds its round trips itself (see _redis_pipeline).
+            client = Redis.from_url(url, socket_timeout=None)
         self._client: RedisClient = client
         self.prefix = prefix
         self.retention = retention
@@ -330,7 +337,11 @@ class RedisStore(StreamStore):
         self._ready = False
         self._init_lock = anyio.Lock()
         self._pipelines = Pipelines(
-            client, self._host, connections=connections, scripts=scripts.ALL
+            client,
+            self._host,
+            connections=connections,
+            scripts=scripts.ALL,
+            timeout=_ROUND_TRIP_TIMEOUT if self._owned else None,
         )
         self._max_len = max_len or 0
         retention_ms = int(retention * 1000)

@@ -17,14 +17,21 @@ FLUSH``), they are loaded again and the calls that got ``NOSCRIPT`` are sent aga
 Calls refused with ``CLUSTERDOWN`` or ``TRYAGAIN`` (a Cluster failing over or
 migrating a slot) are sent again after a short pause, as redis-py does for single
 commands; these replies mean the script did not run, so nothing runs twice.
+
+With ``timeout``, the store bounds each round trip itself (a late one fails its calls
+with ``TimeoutError``, and redis-py drops the connection it was on). The store's own
+client (made from a URL) has no socket timeout of redis-py's, which on Python 3.11
+wraps every command's send in ``asyncio.wait_for``, a task per command: about a fifth
+of a short stream's CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Sequence
-from typing import Any
+import sys
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 import anyio
 from redis.asyncio import Redis, RedisCluster
@@ -40,6 +47,8 @@ from typing_extensions import final
 from ._redis_host import TaskHost
 
 __all__ = ["Pipelines"]
+
+_T = TypeVar("_T")
 
 _MAX_BATCH = 512  # calls per pipeline: bounds one reply's size and one round trip's time
 _ATTEMPTS = 4
@@ -70,6 +79,7 @@ class Pipelines:
         connections: Pipelines in flight at once (each holds one pooled connection,
             or one per node on Cluster).
         scripts: The Lua sources to load before the first call and after ``NOSCRIPT``.
+        timeout: Seconds a round trip may take, if the store bounds them itself.
     """
 
     def __init__(
@@ -79,8 +89,10 @@ class Pipelines:
         *,
         connections: int,
         scripts: Sequence[str],
+        timeout: float | None = None,
     ) -> None:
         self._client = client
+        self._timeout = timeout
         self._host = host
         self._connections = connections
         self._scripts = list(scripts)
@@ -136,7 +148,7 @@ class Pipelines:
     async def load_scripts(self) -> None:
         """Load every script (on every primary, on Cluster)."""
         for source in self._scripts:
-            await self._client.script_load(source)
+            await self._bounded(self._client.script_load(source))
 
     async def _serve(self) -> None:
         try:
@@ -163,7 +175,9 @@ class Pipelines:
     async def _send(self, batch: list[_Call]) -> None:
         try:
             for attempt in range(_ATTEMPTS):
-                batch, noscript = await self._execute(batch, last=attempt == _ATTEMPTS - 1)
+                batch, noscript = await self._bounded(
+                    self._execute(batch, last=attempt == _ATTEMPTS - 1)
+                )
                 if not batch:
                     break
                 if noscript:  # Redis lost the scripts (a restart): load them again
@@ -174,6 +188,16 @@ class Pipelines:
             _fail(batch, exc)
         finally:
             _fail(batch, RedisError("the Redis store is closed"))  # if cancelled
+
+    async def _bounded(self, round_trip: Awaitable[_T]) -> _T:
+        """``round_trip``, failed with ``TimeoutError`` (an ``OSError``) past ``timeout``."""
+        if self._timeout is None:
+            return await round_trip
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(self._timeout):
+                return await round_trip
+        with anyio.fail_after(self._timeout):  # Python 3.10 has no asyncio.timeout
+            return await round_trip
 
     async def _execute(self, batch: list[_Call], *, last: bool) -> tuple[list[_Call], bool]:
         """Send ``batch`` as one pipeline; return the calls to send again, and why.
