@@ -21,7 +21,7 @@ commands; these replies mean the script did not run, so nothing runs twice.
 With ``timeout``, the store bounds each round trip itself (a late one fails its calls
 with ``TimeoutError``, and redis-py drops the connection it was on). The store's own
 client (made from a URL) has no socket timeout of redis-py's, which on Python 3.11
-wraps every command's send in ``asyncio.wait_for``, a task per command: about a fifth
+wraps every command's send in ``asyncio.wait_for``, a task per command: about a sixth
 of a short stream's CPU.
 """
 
