@@ -39,7 +39,7 @@ from .stores._contract import (
     StoredEvent,
     StreamInfo,
     StreamStore,
-    log_item_size,
+    split_by_size,
 )
 from .stores._wakeup import on_asyncio
 
@@ -66,28 +66,6 @@ def _as_items(
 
 
 _seq = attrgetter("seq")
-
-
-def _in_chunks(
-    pending: Sequence[tuple[int, LogItem]],
-) -> Iterator[tuple[Sequence[int], Sequence[LogItem]]]:
-    """``pending`` events as (numbers, items) groups of about a chunk's data each (or
-    one event), so that large events are framed a chunk at a time."""
-    start = size = 0
-    for index, (_, item) in enumerate(pending):
-        item_size = log_item_size(item)
-        if size and size + item_size > _CHUNK_BYTES:
-            yield _unzip(pending[start:index])
-            start, size = index, 0
-        size += item_size
-    yield _unzip(pending[start:])
-
-
-def _unzip(
-    pending: Sequence[tuple[int, LogItem]],
-) -> tuple[Sequence[int], Sequence[LogItem]]:
-    seqs, items = zip(*pending, strict=True)
-    return seqs, items
 
 
 def _check_continuity(page: Page, after: int, last_event_id: str | None) -> None:
@@ -438,9 +416,10 @@ class Subscription(AsyncResource):
             assert info is not None
             rest = list(self._pending)
             if rest:
-                self._after = rest[-1][0]
-                for seqs, items in _in_chunks(rest):
-                    replay = encode_items(self._prefix, seqs, self._event, items)
+                seqs, items = zip(*rest, strict=True)
+                self._after = seqs[-1]
+                for cut in split_by_size(items, _CHUNK_BYTES):  # large events: a chunk a time
+                    replay = encode_items(self._prefix, seqs[cut], self._event, items[cut])
                     for chunk in join_frames(replay, _CHUNK_BYTES):
                         yield chunk
             state, last_seq = info.state, info.last_seq

@@ -60,6 +60,7 @@ __all__ = [
     "StreamStore",
     "as_log_item",
     "log_item_size",
+    "split_by_size",
 ]
 
 #: Seconds after its end that a finished stream stays readable to the readers still
@@ -117,6 +118,19 @@ LogItem: TypeAlias = str | Entry
 def log_item_size(item: LogItem) -> int:
     """The length of an item's data (characters: a measure of its size, not bytes)."""
     return len(item) if type(item) is str else len(item[1])
+
+
+def split_by_size(items: Sequence[LogItem], limit: int) -> Iterator[slice]:
+    """Consecutive parts of ``items`` whose data is about ``limit`` long at most (an item
+    longer than that alone), as slices; one part for a short sequence."""
+    start = size = 0
+    for index, item in enumerate(items):
+        item_size = log_item_size(item)
+        if size and size + item_size > limit:
+            yield slice(start, index)
+            start, size = index, 0
+        size += item_size
+    yield slice(start, len(items))
 
 
 def as_log_item(entry: Entry, event: str) -> LogItem:

@@ -115,7 +115,7 @@ from ._contract import (
     StreamInfo,
     StreamState,
     StreamStore,
-    log_item_size,
+    split_by_size,
 )
 from ._memory import DEFAULT_RETENTION
 from ._redis_host import TaskHost
@@ -205,14 +205,8 @@ def _encode_parts(items: Sequence[LogItem], event: str) -> list[str | int]:
     if len(whole) <= scripts.ENTRY_BYTES:  # the usual case: one part
         return [len(items), whole]
     parts: list[str | int] = []
-    start = size = 0
-    for index, item in enumerate(items):
-        item_size = log_item_size(item)
-        if size and size + item_size > scripts.ENTRY_BYTES:
-            parts += (index - start, _encode_items(items[start:index], event))
-            start, size = index, 0
-        size += item_size
-    parts += (len(items) - start, _encode_items(items[start:], event))
+    for part in split_by_size(items, scripts.ENTRY_BYTES):
+        parts += (part.stop - part.start, _encode_items(items[part], event))
     return parts
 
 
